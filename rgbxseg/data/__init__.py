@@ -1,0 +1,91 @@
+"""Datasets, the sample schema and joint transforms.
+
+``DATASETS`` is a plain dict from a name to a :class:`DatasetEntry` (how to build one split), the
+way segment-anything's ``sam_model_registry`` maps names to builders — no registry framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rgbxseg.data.base import SegDataset
+from rgbxseg.data.camvid import CamVid
+from rgbxseg.data.interactive_sets import Berkeley, BSDSSurfaces, DavisStyle, GrabCut
+from rgbxseg.data.mri import SEQUENCES as MRI_SEQUENCES
+from rgbxseg.data.mri import MRISlices
+from rgbxseg.data.rgbx_folder import RGBXFolder
+from rgbxseg.data.sample import IGNORE_INDEX, Batch, Instances, RawSample, Sample, collate, to_sample, validate
+from rgbxseg.data.synthetic import SyntheticStreets
+from rgbxseg.data.transforms import JointTransform, resize_transforms, train_transforms
+from rgbxseg.errors import DataError
+
+Builder = Callable[[Path | None, str, Sequence[str]], SegDataset]
+
+# Fixed synthetic splits: disjoint seeds, every condition represented.
+SYNTHETIC_SPLITS = {"train": (400, 0), "val": (100, 1), "test": (100, 2)}
+SYNTHETIC_CONDITIONS = ("day", "night", "fog", "sensor_failure")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """How to build one split of a named dataset from a root folder."""
+
+    build: Builder
+    splits: tuple[str, ...]
+    needs_root: bool = True
+    takes_modalities: bool = False
+
+
+def _synthetic(root: Path | None, split: str, modalities: Sequence[str]) -> SegDataset:
+    n, seed = SYNTHETIC_SPLITS[split]
+    return SyntheticStreets(n=n, seed=seed, conditions=SYNTHETIC_CONDITIONS, modalities=tuple(modalities) or ("depth", "thermal"))
+
+
+def _rgbx(root: Path | None, split: str, modalities: Sequence[str]) -> SegDataset:
+    return RGBXFolder(root, split, modalities=modalities)
+
+
+def _mri(root: Path | None, split: str, modalities: Sequence[str]) -> SegDataset:
+    return MRISlices(root, sequences=tuple(modalities) or MRI_SEQUENCES)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "camvid": DatasetEntry(lambda root, split, _: CamVid(root, split), CamVid.splits),
+    "rgbx": DatasetEntry(_rgbx, ("train", "val", "test"), takes_modalities=True),
+    "grabcut": DatasetEntry(lambda root, split, _: GrabCut(root), ("all",)),
+    "berkeley": DatasetEntry(lambda root, split, _: Berkeley(root), ("all",)),
+    "davis": DatasetEntry(lambda root, split, _: DavisStyle(root), ("all",)),
+    "bsds": DatasetEntry(lambda root, split, _: BSDSSurfaces(root, split), BSDSSurfaces.splits),
+    "mri": DatasetEntry(_mri, ("all",), takes_modalities=True),
+    "synthetic": DatasetEntry(_synthetic, tuple(SYNTHETIC_SPLITS), needs_root=False, takes_modalities=True),
+}
+
+
+def dataset_splits(name: str) -> tuple[str, ...]:
+    """The split names of dataset ``name``; a clear error for an unknown name."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)})")
+    return DATASETS[name].splits
+
+
+def build_dataset(name: str, split: str, root: str | Path | None = None, modalities: Sequence[str] = ()) -> SegDataset:
+    """Build split ``split`` of dataset ``name`` (a key of :data:`DATASETS`), with clear errors."""
+    splits = dataset_splits(name)
+    entry = DATASETS[name]
+    if entry.needs_root and root is None:
+        raise DataError(f"dataset '{name}' needs --root (the folder that holds it)")
+    if split not in splits:
+        raise DataError(f"dataset '{name}' has no split '{split}' (choose from {', '.join(splits)})")
+    if modalities and not entry.takes_modalities:
+        raise DataError(f"dataset '{name}' has no selectable modalities")
+    return entry.build(Path(root) if root is not None else None, split, tuple(modalities))
+
+
+__all__ = [
+    "DATASETS", "IGNORE_INDEX", "Batch", "BSDSSurfaces", "Berkeley", "CamVid", "DataError", "DatasetEntry",
+    "DavisStyle", "GrabCut", "Instances", "JointTransform", "MRISlices", "RGBXFolder", "RawSample", "Sample",
+    "SegDataset", "SyntheticStreets", "build_dataset", "dataset_splits", "collate", "resize_transforms", "to_sample",
+    "train_transforms", "validate",
+]  # fmt: skip

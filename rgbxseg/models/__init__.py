@@ -1,0 +1,1 @@
+"""Models of rgbxseg: encoders, fusion layers, segmenters and the packaged pretrained weights."""
