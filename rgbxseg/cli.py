@@ -99,6 +99,136 @@ def data_show(
     console.print(f"wrote {out}")
 
 
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
+    from rgbxseg.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value (e.g. train.iterations=100), got '{pair}'")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+SetOption = typer.Option([], "--set", help="Override a config value: dotted.key=value (repeatable).")
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", help="Experiment YAML (see configs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run from its last.pt."),
+    overrides: list[str] = SetOption,
+) -> None:
+    """Train a segmenter; checkpoints and logs go to <output_dir>/<name>/. Use torchrun for data parallel."""
+    from rgbxseg.config import load_config
+    from rgbxseg.engine.trainer import train as run_training
+
+    cfg = load_config(config, _overrides(overrides))
+    state = run_training(cfg, resume=resume)
+    console.print(f"finished {cfg.name}: {state.iteration} iterations, best val mIoU {state.best_miou:.2f} → {cfg.run_dir}")
+
+
+def _metrics_table(title: str, result: dict) -> Table:
+    table = Table(title=title)
+    for column in ("class", "IoU", "Acc", "F1"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, values in result["per_class"].items():
+        table.add_row(name, *(f"{values[k]:.2f}" for k in ("IoU", "Acc", "F1")))
+    table.add_row("[bold]mean[/bold]", f"{result['mIoU']:.2f}", f"{result['mAcc']:.2f}", f"{result['mF1']:.2f}")
+    return table
+
+
+@app.command("eval")
+def evaluate_command(
+    config: Path = typer.Option(..., "--config", help="Experiment YAML that names the dataset."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by 'rgbxseg train'."),
+    split: str | None = typer.Option(None, "--split", help="Split to evaluate (default: eval.split of the config)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the metrics as JSON here."),
+    overrides: list[str] = SetOption,
+) -> None:
+    """Evaluate a checkpoint: mIoU, mAcc (MPA), aAcc, mF1 and per-class IoU/Acc/F1."""
+    import json
+
+    from rgbxseg.atomic import atomic_write_text
+    from rgbxseg.config import load_config
+    from rgbxseg.data import build_dataset
+    from rgbxseg.engine.evaluate import evaluate
+    from rgbxseg.predictor import load_trained
+
+    cfg = load_config(config, _overrides(overrides))
+    device = torch_device()
+    trained = load_trained(checkpoint, device)
+    data = cfg.data
+    dataset = build_dataset(data.dataset, split or cfg.eval.split, data.root, data.modalities, **data.options)
+    result = evaluate(trained.model, dataset, cfg.eval, device)
+    console.print(_metrics_table(f"{cfg.name} on {dataset.name}/{split or cfg.eval.split} (aAcc {result['aAcc']:.2f})", result))
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2))
+        console.print(f"wrote {out}")
+
+
+def torch_device():  # noqa: ANN201 - torch.device, imported lazily to keep --help fast
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@app.command()
+def predict(
+    image: Path = typer.Argument(..., help="RGB image file."),
+    checkpoint: Path = typer.Option(..., "--checkpoint"),
+    modality: list[str] = typer.Option([], "--modality", help="name=path of an aligned modality map (repeatable)."),
+    out_dir: Path = typer.Option(Path("predictions"), "--out-dir"),
+    flip: bool = typer.Option(False, "--flip", help="Average with the horizontally flipped prediction."),
+) -> None:
+    """Segment one image: writes <stem>_label.png (class ids) and <stem>_overlay.png (colours over the image)."""
+    import cv2
+
+    from rgbxseg.atomic import atomic_path
+    from rgbxseg.data.base import default_palette
+    from rgbxseg.data.io import read_map, read_rgb
+    from rgbxseg.data.visualize import overlay
+    from rgbxseg.errors import DataError
+    from rgbxseg.predictor import Predictor, load_trained
+
+    trained = load_trained(checkpoint, torch_device())
+    rgb = read_rgb(image)
+    maps = {}
+    for item in modality:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise DataError(f"--modality expects name=path, got '{item}'")
+        maps[name] = read_map(path)
+        if maps[name].shape[:2] != rgb.shape[:2]:
+            raise DataError(f"{path}: modality '{name}' is {maps[name].shape[0]}×{maps[name].shape[1]} but the image is {rgb.shape[0]}×{rgb.shape[1]}")
+    prediction = Predictor(trained.model, flip=flip).predict(rgb, maps)
+    palette = default_palette(len(trained.classes))
+    blended = (overlay(rgb, prediction.labels, palette) * 255).astype("uint8")
+    for suffix, array in (("label", prediction.labels.astype("uint8")), ("overlay", cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))):
+        with atomic_path(out_dir / f"{image.stem}_{suffix}.png") as tmp:
+            cv2.imwrite(str(tmp), array)
+    console.print(f"wrote {out_dir / (image.stem + '_label.png')} and {out_dir / (image.stem + '_overlay.png')}")
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint"),
+    out: Path = typer.Option(..., "--out", help="ONNX file to write."),
+    size: tuple[int, int] = typer.Option((360, 480), "--size", help="Input height and width."),
+) -> None:
+    """Export a checkpoint to ONNX (batch 1, fixed size) and check it against PyTorch with ONNX Runtime."""
+    from rgbxseg.export import export_onnx, onnx_parity
+    from rgbxseg.predictor import load_trained
+
+    trained = load_trained(checkpoint)
+    export_onnx(trained.model, out, size)
+    diff = onnx_parity(trained.model, out, size)
+    console.print(f"wrote {out}; max |ONNX Runtime − PyTorch| logit difference: {diff:.2e}")
+
+
 def main() -> None:
     """Entry point: run the app, turning rgbxseg's user errors into one readable line."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rgbxseg.data.base import SegDataset
 from rgbxseg.data.camvid import CamVid
@@ -21,7 +22,7 @@ from rgbxseg.data.synthetic import SyntheticStreets
 from rgbxseg.data.transforms import JointTransform, resize_transforms, train_transforms
 from rgbxseg.errors import DataError
 
-Builder = Callable[[Path | None, str, Sequence[str]], SegDataset]
+Builder = Callable[..., SegDataset]  # (root, split, modalities, **options) -> dataset
 
 # Fixed synthetic splits: disjoint seeds, every condition represented.
 SYNTHETIC_SPLITS = {"train": (400, 0), "val": (100, 1), "test": (100, 2)}
@@ -38,26 +39,27 @@ class DatasetEntry:
     takes_modalities: bool = False
 
 
-def _synthetic(root: Path | None, split: str, modalities: Sequence[str]) -> SegDataset:
+def _synthetic(root: Path | None, split: str, modalities: Sequence[str], **options: Any) -> SegDataset:
     n, seed = SYNTHETIC_SPLITS[split]
-    return SyntheticStreets(n=n, seed=seed, conditions=SYNTHETIC_CONDITIONS, modalities=tuple(modalities) or ("depth", "thermal"))
+    settings = {"n": n, "seed": seed, "conditions": SYNTHETIC_CONDITIONS, "modalities": tuple(modalities) or ("depth", "thermal")}
+    return SyntheticStreets(**(settings | options))
 
 
-def _rgbx(root: Path | None, split: str, modalities: Sequence[str]) -> SegDataset:
-    return RGBXFolder(root, split, modalities=modalities)
+def _rgbx(root: Path | None, split: str, modalities: Sequence[str], **options: Any) -> SegDataset:
+    return RGBXFolder(root, split, modalities=modalities, **options)
 
 
-def _mri(root: Path | None, split: str, modalities: Sequence[str]) -> SegDataset:
-    return MRISlices(root, sequences=tuple(modalities) or MRI_SEQUENCES)
+def _mri(root: Path | None, split: str, modalities: Sequence[str], **options: Any) -> SegDataset:
+    return MRISlices(root, sequences=tuple(modalities) or MRI_SEQUENCES, **options)
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "camvid": DatasetEntry(lambda root, split, _: CamVid(root, split), CamVid.splits),
+    "camvid": DatasetEntry(lambda root, split, _, **kw: CamVid(root, split, **kw), CamVid.splits),
     "rgbx": DatasetEntry(_rgbx, ("train", "val", "test"), takes_modalities=True),
-    "grabcut": DatasetEntry(lambda root, split, _: GrabCut(root), ("all",)),
-    "berkeley": DatasetEntry(lambda root, split, _: Berkeley(root), ("all",)),
-    "davis": DatasetEntry(lambda root, split, _: DavisStyle(root), ("all",)),
-    "bsds": DatasetEntry(lambda root, split, _: BSDSSurfaces(root, split), BSDSSurfaces.splits),
+    "grabcut": DatasetEntry(lambda root, split, _, **kw: GrabCut(root, **kw), ("all",)),
+    "berkeley": DatasetEntry(lambda root, split, _, **kw: Berkeley(root, **kw), ("all",)),
+    "davis": DatasetEntry(lambda root, split, _, **kw: DavisStyle(root, **kw), ("all",)),
+    "bsds": DatasetEntry(lambda root, split, _, **kw: BSDSSurfaces(root, split, **kw), BSDSSurfaces.splits),
     "mri": DatasetEntry(_mri, ("all",), takes_modalities=True),
     "synthetic": DatasetEntry(_synthetic, tuple(SYNTHETIC_SPLITS), needs_root=False, takes_modalities=True),
 }
@@ -70,8 +72,11 @@ def dataset_splits(name: str) -> tuple[str, ...]:
     return DATASETS[name].splits
 
 
-def build_dataset(name: str, split: str, root: str | Path | None = None, modalities: Sequence[str] = ()) -> SegDataset:
-    """Build split ``split`` of dataset ``name`` (a key of :data:`DATASETS`), with clear errors."""
+def build_dataset(
+    name: str, split: str, root: str | Path | None = None, modalities: Sequence[str] = (), **options: Any
+) -> SegDataset:
+    """Build split ``split`` of dataset ``name`` (a key of :data:`DATASETS`), with clear errors;
+    ``options`` go to the dataset class (e.g. ``size``/``n`` for ``synthetic``)."""
     splits = dataset_splits(name)
     entry = DATASETS[name]
     if entry.needs_root and root is None:
@@ -80,7 +85,10 @@ def build_dataset(name: str, split: str, root: str | Path | None = None, modalit
         raise DataError(f"dataset '{name}' has no split '{split}' (choose from {', '.join(splits)})")
     if modalities and not entry.takes_modalities:
         raise DataError(f"dataset '{name}' has no selectable modalities")
-    return entry.build(Path(root) if root is not None else None, split, tuple(modalities))
+    try:
+        return entry.build(Path(root) if root is not None else None, split, tuple(modalities), **options)
+    except TypeError as error:  # an option the dataset class does not take
+        raise DataError(f"dataset '{name}': {error}") from None
 
 
 __all__ = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -78,3 +78,28 @@ class SegDataset(torch.utils.data.Dataset, ABC):
 
     def __getitem__(self, index: int) -> Sample:
         return to_sample(self.raw(index))
+
+
+class SegSubset(SegDataset):
+    """Samples ``indices`` of ``base``, with the same classes and modalities and a transform of its own."""
+
+    def __init__(self, base: SegDataset, indices: Sequence[int], transform: Transform | None = None) -> None:
+        super().__init__(transform)
+        self.base = base
+        self.indices = list(indices)
+        self.name, self.classes, self.thing_classes = base.name, base.classes, base.thing_classes
+        self.ignore_index = base.ignore_index
+        self.modality_channels = dict(base.modality_channels)
+
+    @property
+    def palette(self) -> np.ndarray:
+        return self.base.palette
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> RawSample:
+        return self.base.load(self.indices[index])
+
+    def load_label(self, index: int) -> np.ndarray:
+        return self.base.load_label(self.indices[index])

@@ -45,6 +45,11 @@ class JointTransform:
         self.geometric = A.Compose(list(geometric), seed=seed)
         self.photometric = A.Compose(list(photometric), seed=None if seed is None else seed + 1)
 
+    def reseed(self, seed: int) -> None:
+        """Seed both pipelines, e.g. per (epoch, sample) so that a resumed run augments identically."""
+        self.geometric.set_random_seed(seed)
+        self.photometric.set_random_seed(seed + 1)
+
     def __call__(self, raw: RawSample) -> RawSample:
         names = list(raw.modalities)
         widths = [raw.image.shape[2]] + [raw.modalities[n].shape[2] for n in names]

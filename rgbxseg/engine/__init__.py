@@ -1,0 +1,1 @@
+"""Training and evaluation: loops, schedules, checkpoints, distributed set-up."""

@@ -1,0 +1,265 @@
+"""The training loop: ``rgbxseg train --config X.yaml [--resume]``.
+
+* Iteration-bounded or wall-clock-bounded (the CPU benchmark protocol); the learning rate follows
+  poly or cosine decay over that progress, with optional warm-up. AdamW with one learning rate for
+  the encoder and another for everything else.
+* bf16 autocast on GPU (``train.amp: auto``), float32 on CPU.
+* Every ``checkpoint_every`` iterations ``last.pt`` is written atomically with the model, optimizer,
+  counters, elapsed time and RNG states; ``--resume`` continues from it exactly: the data order and
+  every augmentation are functions of (seed, epoch, index) (:mod:`rgbxseg.engine.loader`).
+* Validation every ``val_every`` iterations and at the end; ``best.pt`` keeps the best val mIoU.
+* ``train_log.csv`` (iteration, epoch, loss, lr, elapsed) and ``val_log.csv`` (iteration, metrics)
+  in the run folder; ``run_info.json`` says how it ran (processes, device, threads).
+* Data parallel under torchrun (:mod:`rgbxseg.engine.distributed`); only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from rgbxseg.atomic import atomic_write_text
+from rgbxseg.config import ExperimentConfig
+from rgbxseg.data import SegDataset, build_dataset, train_transforms
+from rgbxseg.data.base import SegSubset
+from rgbxseg.engine import distributed
+from rgbxseg.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from rgbxseg.engine.evaluate import evaluate
+from rgbxseg.engine.loader import SeededView, epoch_loader, steps_per_epoch
+from rgbxseg.engine.schedule import lr_factor
+from rgbxseg.errors import ConfigError
+from rgbxseg.models import SegmentationModel, create_model
+
+
+@dataclass
+class Progress:
+    """Where a run is; saved in every checkpoint."""
+
+    iteration: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed: float = 0.0  # training seconds (validation excluded)
+    best_miou: float = -1.0
+
+
+def build_datasets(cfg: ExperimentConfig) -> tuple[SegDataset, SegDataset | None]:
+    data = cfg.data
+    train = build_dataset(data.dataset, data.train_split, data.root, data.modalities, **data.options)
+    if data.subset is not None:
+        train = SegSubset(train, range(min(data.subset, len(train))))
+    train.transform = train_transforms(data.crop_size, data.scale, data.hflip, data.color_jitter, seed=cfg.train.seed)
+    val = build_dataset(data.dataset, data.val_split, data.root, data.modalities, **data.options) if data.val_split else None
+    return train, val
+
+
+def build_model(cfg: ExperimentConfig, dataset: SegDataset, pretrained: bool | None = None) -> SegmentationModel:
+    num_classes = cfg.model.num_classes or dataset.num_classes
+    return create_model(
+        cfg.model.name,
+        num_classes,
+        encoder=cfg.model.encoder,
+        pretrained=cfg.model.pretrained if pretrained is None else pretrained,
+        modalities=dataset.modality_channels,
+        **cfg.model.options,
+    )
+
+
+def param_groups(model: SegmentationModel, cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    ids = {id(p) for p in encoder}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [
+        {"params": encoder, "lr": cfg.optim.encoder_lr, "base_lr": cfg.optim.encoder_lr},
+        {"params": rest, "lr": cfg.optim.lr, "base_lr": cfg.optim.lr},
+    ]
+
+
+def _progress_fraction(cfg: ExperimentConfig, state: Progress) -> float:
+    if cfg.train.iterations is not None:
+        return state.iteration / cfg.train.iterations
+    return state.elapsed / (60.0 * cfg.train.time_budget_minutes)
+
+
+def _done(cfg: ExperimentConfig, state: Progress) -> bool:
+    return _progress_fraction(cfg, state) >= 1.0
+
+
+def _autocast(cfg: ExperimentConfig, device: torch.device):  # noqa: ANN202 - a context manager
+    use_bf16 = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_csv(path: Path, iteration: int) -> None:
+    """Drop log rows written after the checkpoint a run resumes from (they will be written again)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= iteration]
+    if rows:
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        path.unlink()
+
+
+class Trainer:
+    """One training run (see the module docstring)."""
+
+    def __init__(self, cfg: ExperimentConfig, resume: bool = False, progress_bar: bool = True) -> None:
+        self.cfg = cfg
+        self.env = distributed.setup()
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed)
+        self.run_dir = cfg.run_dir
+        self.train_set, self.val_set = build_datasets(cfg)
+        self.model = build_model(cfg, self.train_set).to(self.env.device)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), weight_decay=cfg.optim.weight_decay)
+        self.state = Progress()
+        self.progress_bar = progress_bar and self.env.is_main
+        if resume:
+            self._resume()
+        elif (self.run_dir / "last.pt").exists():
+            raise ConfigError(f"{self.run_dir}/last.pt exists: pass --resume to continue that run, or change 'name'")
+        self.net: nn.Module = (
+            DistributedDataParallel(self.model, device_ids=[self.env.device] if self.env.device.type == "cuda" else None)
+            if self.env.enabled
+            else self.model
+        )
+
+    def _resume(self) -> None:
+        path = self.run_dir / "last.pt"
+        checkpoint = load_checkpoint(path)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.state = Progress(**checkpoint["progress"])
+        set_rng_state(checkpoint["rng"])
+        if self.env.is_main:
+            for log in ("train_log.csv", "val_log.csv"):
+                _truncate_csv(self.run_dir / log, self.state.iteration)
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "progress": vars(self.state).copy(),
+            "config": self.cfg.model_dump(mode="json"),
+            "classes": list(self.train_set.classes),
+            "modality_channels": dict(self.train_set.modality_channels),
+        }
+
+    def _save(self, name: str) -> None:
+        if self.env.is_main:
+            save_checkpoint(self.run_dir / name, self.checkpoint_payload())
+
+    def _set_lr(self) -> float:
+        factor = lr_factor(
+            _progress_fraction(self.cfg, self.state), self.state.iteration, self.cfg.optim.schedule,
+            self.cfg.optim.warmup_iterations, self.cfg.optim.poly_power,
+        )  # fmt: skip
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return self.optimizer.param_groups[-1]["lr"]
+
+    def _step(self, batch) -> float:  # noqa: ANN001 - a Batch
+        batch = batch.to(self.env.device, non_blocking=True)
+        with _autocast(self.cfg, self.env.device):
+            logits = self.net(batch.image, batch.modalities)
+            loss = F.cross_entropy(logits.float(), batch.label, ignore_index=self.train_set.ignore_index)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def _validate(self) -> None:
+        if self.val_set is None:
+            return
+        if self.env.is_main:
+            result = evaluate(self.model, self.val_set, self.cfg.eval, self.env.device, progress=self.progress_bar)
+            row = {"iteration": self.state.iteration} | {k: round(result[k], 4) for k in ("mIoU", "mAcc", "aAcc", "mF1")}
+            _append_csv(self.run_dir / "val_log.csv", row)
+            if result["mIoU"] > self.state.best_miou:
+                self.state.best_miou = result["mIoU"]
+                self._save("best.pt")
+        distributed.barrier(self.env)
+
+    def _write_run_info(self) -> None:
+        info = {
+            "world_size": self.env.world_size,
+            "device": str(self.env.device),
+            "threads": torch.get_num_threads(),
+            "train_samples": len(self.train_set),
+            "steps_per_epoch": steps_per_epoch(len(self.train_set), self.cfg.data.batch_size, self.env.world_size),
+            "config": self.cfg.model_dump(mode="json"),
+        }
+        atomic_write_text(self.run_dir / "run_info.json", json.dumps(info, indent=2))
+
+    def run(self) -> Progress:
+        """Train to the configured bound, validating and checkpointing on the way."""
+        cfg, state = self.cfg, self.state
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._write_run_info()
+        view = SeededView(self.train_set, cfg.train.seed)
+        self.net.train()
+        total = cfg.train.iterations
+        bar = tqdm(total=total, initial=state.iteration if total else 0, desc=cfg.name, disable=not self.progress_bar or None)
+        while not _done(cfg, state):
+            loader = epoch_loader(
+                view, state.epoch, state.batch_in_epoch, cfg.data.batch_size, cfg.data.num_workers,
+                self.env.rank, self.env.world_size,
+            )  # fmt: skip
+            for batch in loader:
+                started = time.perf_counter()
+                lr = self._set_lr()
+                loss = distributed.mean_across(self._step(batch), self.env)
+                state.elapsed += time.perf_counter() - started
+                state.iteration += 1
+                state.batch_in_epoch += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+                if self.env.is_main:
+                    row = {"iteration": state.iteration, "epoch": state.epoch, "loss": round(loss, 5), "lr": lr, "elapsed": round(state.elapsed, 2)}
+                    _append_csv(self.run_dir / "train_log.csv", row)
+                if state.iteration % cfg.train.checkpoint_every == 0:
+                    self._save("last.pt")
+                if state.iteration % cfg.train.val_every == 0:
+                    self._validate()
+                if _done(cfg, state):
+                    break
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+        bar.close()
+        self._save("last.pt")
+        if state.iteration % cfg.train.val_every != 0:
+            self._validate()
+        distributed.teardown(self.env)
+        return state
+
+
+def train(cfg: ExperimentConfig, resume: bool = False, progress_bar: bool = True) -> Progress:
+    """Run (or resume) the training described by ``cfg``; files go to ``cfg.run_dir``."""
+    return Trainer(cfg, resume, progress_bar).run()

@@ -1,0 +1,91 @@
+"""Run a trained segmenter on images: ``Predictor(model).predict(image, modalities)``.
+
+Also :func:`load_trained`, which rebuilds a model from an rgbxseg checkpoint (its config, classes and
+modalities travel inside the checkpoint, read with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rgbxseg.config import parse_config
+from rgbxseg.engine.checkpoint import load_checkpoint
+from rgbxseg.engine.inference import predict_logits
+from rgbxseg.models import SegmentationModel, create_model
+
+
+@dataclass
+class Trained:
+    """A model restored from a checkpoint, with what is needed to use it."""
+
+    model: SegmentationModel
+    classes: tuple[str, ...]
+    modality_channels: dict[str, int]
+
+
+def load_trained(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> Trained:
+    """Rebuild the model of an rgbxseg training checkpoint and load its weights."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    cfg = parse_config(checkpoint["config"], checkpoint_path)
+    classes = tuple(checkpoint["classes"])
+    modality_channels = dict(checkpoint["modality_channels"])
+    model = create_model(
+        cfg.model.name,
+        cfg.model.num_classes or len(classes),
+        encoder=cfg.model.encoder,
+        pretrained=False,
+        modalities=modality_channels,
+        **cfg.model.options,
+    )
+    model.load_state_dict(checkpoint["model"])
+    return Trained(model.to(device).eval(), classes, modality_channels)
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # H×W int64 class ids
+    probabilities: np.ndarray  # K×H×W float32 softmax
+
+
+class Predictor:
+    """Inference on single images (numpy H×W×3 in [0, 1] or uint8, modalities H×W×C).
+
+    Args:
+        model: a trained :class:`~rgbxseg.models.SegmentationModel`.
+        device: where to run (default: CUDA when available).
+        mode, window, stride, flip: whole-image or sliding-window inference and flip TTA.
+    """
+
+    def __init__(
+        self,
+        model: SegmentationModel,
+        device: str | torch.device | None = None,
+        mode: str = "whole",
+        window: tuple[int, int] = (512, 512),
+        stride: tuple[int, int] = (341, 341),
+        flip: bool = False,
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.mode, self.window, self.stride, self.flip = mode, window, stride, flip
+
+    @staticmethod
+    def _tensor(array: np.ndarray) -> torch.Tensor:
+        array = np.asarray(array)
+        if array.ndim == 2:
+            array = array[..., None]
+        scale = 255.0 if array.dtype == np.uint8 else 1.0
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32) / scale)[None]
+
+    def predict(self, image: np.ndarray, modalities: Mapping[str, np.ndarray] | None = None) -> Prediction:
+        """Class ids and probabilities for one image; absent modalities are simply left out."""
+        x = self._tensor(image).to(self.device)
+        mods = {k: self._tensor(v).to(self.device) for k, v in (modalities or {}).items()}
+        logits = predict_logits(self.model, x, mods, self.mode, self.window, self.stride, self.flip)
+        probs = logits.softmax(1)[0]
+        return Prediction(labels=probs.argmax(0).cpu().numpy().astype(np.int64), probabilities=probs.cpu().numpy())
