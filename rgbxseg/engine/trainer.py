@@ -49,7 +49,7 @@ class Progress:
     iteration: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    elapsed: float = 0.0  # training seconds (validation excluded)
+    elapsed: float = 0.0  # wall-clock seconds of training: data loading + steps, validation excluded
     best_miou: float = -1.0
 
 
@@ -136,6 +136,8 @@ class Trainer:
         self.run_dir = cfg.run_dir
         self.train_set, self.val_set = build_datasets(cfg)
         self.model = build_model(cfg, self.train_set).to(self.env.device)
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg), weight_decay=cfg.optim.weight_decay)
         self.state = Progress()
         self.progress_bar = progress_bar and self.env.is_main
@@ -185,8 +187,10 @@ class Trainer:
 
     def _step(self, batch) -> float:  # noqa: ANN001 - a Batch
         batch = batch.to(self.env.device, non_blocking=True)
+        image = batch.image.contiguous(memory_format=self.memory_format)
+        modalities = {k: v.contiguous(memory_format=self.memory_format) for k, v in batch.modalities.items()}
         with _autocast(self.cfg, self.env.device):
-            logits = self.net(batch.image, batch.modalities)
+            logits = self.net(image, modalities)
             loss = F.cross_entropy(logits.float(), batch.label, ignore_index=self.train_set.ignore_index)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -231,11 +235,13 @@ class Trainer:
                 view, state.epoch, state.batch_in_epoch, cfg.data.batch_size, cfg.data.num_workers,
                 self.env.rank, self.env.world_size,
             )  # fmt: skip
+            started = time.perf_counter()
             for batch in loader:
-                started = time.perf_counter()
                 lr = self._set_lr()
                 loss = distributed.mean_across(self._step(batch), self.env)
-                state.elapsed += time.perf_counter() - started
+                now = time.perf_counter()
+                state.elapsed += now - started  # data loading and the step; validation is excluded
+                started = now
                 state.iteration += 1
                 state.batch_in_epoch += 1
                 bar.update(1)
@@ -247,6 +253,7 @@ class Trainer:
                     self._save("last.pt")
                 if state.iteration % cfg.train.val_every == 0:
                     self._validate()
+                    started = time.perf_counter()
                 if _done(cfg, state):
                     break
             else:
