@@ -3,7 +3,6 @@ against a reference computation (zero-offset deformable conv = atrous conv, GGCA
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,19 +21,7 @@ from rgbxseg.models.layers import (
 H, W = 17, 23  # odd feature-map size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads spin-wait for each other and
-    run these tiny convolutions tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _seed() -> None:
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("one_thread", "seeded")
 
 
 def assert_all_grads(module: nn.Module, out: Tensor) -> None:
