@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-
-from rgbxseg.data.sample import IGNORE_INDEX, RawSample  # noqa: E402
+from rgbxseg.data.sample import IGNORE_INDEX, RawSample
 
 
 def colorize(label: np.ndarray, palette: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -41,7 +37,8 @@ def sample_figure(raw: RawSample, classes: tuple[str, ...], palette: np.ndarray,
     """One row: RGB, each modality (first channel, viridis), label overlay with instance boxes, legend."""
     panels = 2 + len(raw.modalities)
     h, w = raw.image.shape[:2]
-    fig, axes = plt.subplots(1, panels, figsize=(panel_width * panels, panel_width * h / w + 0.8), squeeze=False)
+    fig = Figure(figsize=(panel_width * panels, panel_width * h / w + 0.8))  # no pyplot: no GUI backend, no global state
+    axes = fig.subplots(1, panels, squeeze=False)
     axes = axes[0]
     axes[0].imshow(raw.image.clip(0, 1))
     axes[0].set_title(f"RGB — {raw.meta.get('id', '')}")

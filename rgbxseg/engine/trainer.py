@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from rgbxseg.atomic import atomic_write_text
 from rgbxseg.config import ExperimentConfig
-from rgbxseg.data import SegDataset, build_dataset, train_transforms
+from rgbxseg.data import Batch, SegDataset, build_dataset, train_transforms
 from rgbxseg.data.base import SegSubset
 from rgbxseg.engine import distributed
 from rgbxseg.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -95,7 +95,7 @@ def _done(cfg: ExperimentConfig, state: Progress) -> bool:
     return _progress_fraction(cfg, state) >= 1.0
 
 
-def _autocast(cfg: ExperimentConfig, device: torch.device):  # noqa: ANN202 - a context manager
+def _autocast(cfg: ExperimentConfig, device: torch.device) -> AbstractContextManager:
     use_bf16 = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
@@ -185,7 +185,7 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         return self.optimizer.param_groups[-1]["lr"]
 
-    def _step(self, batch) -> float:  # noqa: ANN001 - a Batch
+    def _step(self, batch: Batch) -> float:
         batch = batch.to(self.env.device, non_blocking=True)
         image = batch.image.contiguous(memory_format=self.memory_format)
         modalities = {k: v.contiguous(memory_format=self.memory_format) for k, v in batch.modalities.items()}
