@@ -26,8 +26,10 @@ RootOption = typer.Option(None, "--root", help="Folder that holds the dataset (n
 ModalitiesOption = typer.Option("", "--modalities", help="Comma-separated modality names (rgbx, mri, synthetic).")
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+def _names(text: str) -> tuple[str, ...] | None:
+    """Comma-separated names; None (the dataset's default sensors) for an empty option."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    return names or None
 
 
 def _label_statistics(ds: SegDataset, desc: str) -> tuple[np.ndarray, set[tuple[int, int]]]:
@@ -227,6 +229,21 @@ def export(
     export_onnx(trained.model, out, size)
     diff = onnx_parity(trained.model, out, size)
     console.print(f"wrote {out}; max |ONNX Runtime − PyTorch| logit difference: {diff:.2e}")
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("runs/demo"), "--output", help="Folder for the runs, report.html and results.json."),
+    minutes: float = typer.Option(3.5, "--minutes", min=0.05, help="Training budget of each of the two models."),
+    size: tuple[int, int] = typer.Option((192, 256), "--size", help="Scene height and width."),
+    eval_samples: int = typer.Option(40, "--eval-samples", min=1, help="Test scenes per condition."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
+) -> None:
+    """The main job, on embedded data: train DAMCSeg (RGB+depth+thermal) and an RGB-only DeepLabV3+ on
+    SyntheticStreets, evaluate them by day, at night, in fog and with sensors missing, write a report."""
+    from rgbxseg.demo import DemoSettings, run_demo
+
+    run_demo(DemoSettings(output, minutes, size, eval_samples=eval_samples, threads=threads or None), console)
 
 
 def main() -> None:

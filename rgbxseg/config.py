@@ -38,7 +38,7 @@ class DataConfig(Strict):
     root: Path | None = None
     train_split: str = "train"
     val_split: str | None = "val"
-    modalities: tuple[str, ...] = ()
+    modalities: tuple[str, ...] | None = Field(default=None, description="extra sensors; null: the dataset's default, []: RGB only")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the dataset class")
     crop_size: tuple[int, int] = (352, 480)
     scale: tuple[float, float] = (0.5, 2.0)
@@ -47,10 +47,24 @@ class DataConfig(Strict):
     batch_size: int = Field(default=8, ge=1)
     num_workers: int = Field(default=2, ge=0)
     subset: int | None = Field(default=None, ge=1, description="use only the first N training samples")
+    occlusion: float = Field(default=0.0, ge=0, le=1, description="probability of random occlusion (DAMCSeg)")
+    tiny_zoom: float = Field(default=0.0, ge=0, le=1, description="probability of an upscaled tiny-target crop (DAMCSeg)")
+
+
+class StageConfig(Strict):
+    """One stage of a multi-stage schedule (DAMCSeg's warm-up / joint / fine-tune): the ``fraction`` of
+    the run it lasts and the learning rate of each parameter part the model names (its
+    ``parameter_parts()``, e.g. ``backbone``, ``det_head``, ``seg_head``, ``fusion``); parts left out
+    are frozen during the stage."""
+
+    name: str
+    fraction: float = Field(gt=0, le=1)
+    lr: dict[str, float]
 
 
 class OptimConfig(Strict):
-    """AdamW with a decoder/head learning rate and a (lower) encoder learning rate."""
+    """AdamW with a decoder/head learning rate and a (lower) encoder learning rate, or per-part
+    learning rates in ``stages``; the poly/cosine factor multiplies all of them."""
 
     lr: float = Field(default=1e-3, gt=0)
     encoder_lr: float = Field(default=1e-4, gt=0)
@@ -58,6 +72,14 @@ class OptimConfig(Strict):
     schedule: Literal["poly", "cosine"] = "poly"
     poly_power: float = 0.9
     warmup_iterations: int = Field(default=0, ge=0)
+    stages: tuple[StageConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _stages_cover_the_run(self) -> OptimConfig:
+        total = sum(stage.fraction for stage in self.stages)
+        if self.stages and abs(total - 1.0) > 1e-6:
+            raise ValueError(f"optim.stages fractions must add up to 1, got {total:g}")
+        return self
 
 
 class TrainConfig(Strict):

@@ -12,18 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from rgbxseg.config import parse_config
 from rgbxseg.engine.checkpoint import load_checkpoint
 from rgbxseg.engine.inference import predict_logits
-from rgbxseg.models import SegmentationModel, create_model
+from rgbxseg.models import create_model
 
 
 @dataclass
 class Trained:
     """A model restored from a checkpoint, with what is needed to use it."""
 
-    model: SegmentationModel
+    model: nn.Module
     classes: tuple[str, ...]
     modality_channels: dict[str, int]
 
@@ -40,6 +41,7 @@ def load_trained(checkpoint_path: str | Path, device: str | torch.device = "cpu"
         encoder=cfg.model.encoder,
         pretrained=False,
         modalities=modality_channels,
+        thing_classes=checkpoint.get("thing_classes", ()),
         **cfg.model.options,
     )
     model.load_state_dict(checkpoint["model"])
@@ -56,14 +58,14 @@ class Predictor:
     """Inference on single images (numpy H×W×3 in [0, 1] or uint8, modalities H×W×C).
 
     Args:
-        model: a trained :class:`~rgbxseg.models.SegmentationModel`.
+        model: a trained rgbxseg segmenter (any model of :data:`rgbxseg.models.MODELS`).
         device: where to run (default: CUDA when available).
         mode, window, stride, flip: whole-image or sliding-window inference and flip TTA.
     """
 
     def __init__(
         self,
-        model: SegmentationModel,
+        model: nn.Module,
         device: str | torch.device | None = None,
         mode: str = "whole",
         window: tuple[int, int] = (512, 512),

@@ -20,5 +20,12 @@ def test_configs_exist() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_config_builds(path: Path) -> None:
     cfg = load_config(path)
-    model = create_model(cfg.model.name, 11, encoder=cfg.model.encoder, pretrained=False, **cfg.model.options)
+    modalities = dict.fromkeys(cfg.data.modalities or (), 1)
+    model = create_model(
+        cfg.model.name, 11, encoder=cfg.model.encoder, pretrained=False, modalities=modalities, thing_classes=(5, 6, 7, 8),
+        **cfg.model.options,
+    )  # fmt: skip
     assert model.num_classes == 11
+    assert tuple(model.modality_channels) == (cfg.data.modalities or ())
+    if cfg.optim.stages:  # every stage names parts the model has
+        assert all(set(stage.lr) <= set(model.parameter_parts()) for stage in cfg.optim.stages)

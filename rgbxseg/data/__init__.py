@@ -39,18 +39,21 @@ class DatasetEntry:
     takes_modalities: bool = False
 
 
-def _synthetic(root: Path | None, split: str, modalities: Sequence[str], **options: Any) -> SegDataset:
+def _synthetic(root: Path | None, split: str, modalities: Sequence[str] | None, **options: Any) -> SegDataset:
     n, seed = SYNTHETIC_SPLITS[split]
-    settings = {"n": n, "seed": seed, "conditions": SYNTHETIC_CONDITIONS, "modalities": tuple(modalities) or ("depth", "thermal")}
+    chosen = ("depth", "thermal") if modalities is None else tuple(modalities)
+    # RGB only: a sensor failure leaves a daylight RGB image, so scene k keeps its lighting.
+    conditions = SYNTHETIC_CONDITIONS if chosen else tuple(c.replace("sensor_failure", "day") for c in SYNTHETIC_CONDITIONS)
+    settings = {"n": n, "seed": seed, "conditions": conditions, "modalities": chosen}
     return SyntheticStreets(**(settings | options))
 
 
-def _rgbx(root: Path | None, split: str, modalities: Sequence[str], **options: Any) -> SegDataset:
-    return RGBXFolder(root, split, modalities=modalities, **options)
+def _rgbx(root: Path | None, split: str, modalities: Sequence[str] | None, **options: Any) -> SegDataset:
+    return RGBXFolder(root, split, modalities=tuple(modalities or ()), **options)
 
 
-def _mri(root: Path | None, split: str, modalities: Sequence[str], **options: Any) -> SegDataset:
-    return MRISlices(root, sequences=tuple(modalities) or MRI_SEQUENCES, **options)
+def _mri(root: Path | None, split: str, modalities: Sequence[str] | None, **options: Any) -> SegDataset:
+    return MRISlices(root, sequences=MRI_SEQUENCES if modalities is None else tuple(modalities), **options)
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -73,10 +76,12 @@ def dataset_splits(name: str) -> tuple[str, ...]:
 
 
 def build_dataset(
-    name: str, split: str, root: str | Path | None = None, modalities: Sequence[str] = (), **options: Any
+    name: str, split: str, root: str | Path | None = None, modalities: Sequence[str] | None = None, **options: Any
 ) -> SegDataset:
     """Build split ``split`` of dataset ``name`` (a key of :data:`DATASETS`), with clear errors;
-    ``options`` go to the dataset class (e.g. ``size``/``n`` for ``synthetic``)."""
+    ``modalities``: the extra sensors to load (None: the dataset's default — all of them for
+    ``synthetic`` and ``mri``; ``()``: RGB only); ``options`` go to the dataset class (e.g.
+    ``size``/``n`` for ``synthetic``)."""
     splits = dataset_splits(name)
     entry = DATASETS[name]
     if entry.needs_root and root is None:
@@ -86,7 +91,8 @@ def build_dataset(
     if modalities and not entry.takes_modalities:
         raise DataError(f"dataset '{name}' has no selectable modalities")
     try:
-        return entry.build(Path(root) if root is not None else None, split, tuple(modalities), **options)
+        chosen = None if modalities is None else tuple(modalities)
+        return entry.build(Path(root) if root is not None else None, split, chosen, **options)
     except TypeError as error:  # an option the dataset class does not take
         raise DataError(f"dataset '{name}': {error}") from None
 

@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rgbxseg.data import Sample, SegDataset, collate
-from rgbxseg.data.transforms import JointTransform
 
 
 class SeededView(Dataset):
@@ -28,7 +27,7 @@ class SeededView(Dataset):
 
     def __getitem__(self, key: int) -> Sample:
         epoch, index = divmod(key, len(self.dataset))
-        if isinstance(self.dataset.transform, JointTransform):
+        if hasattr(self.dataset.transform, "reseed"):
             seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
             self.dataset.transform.reseed(seed)
         return self.dataset[index]

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -32,6 +31,7 @@ from tqdm import tqdm
 from rgbxseg.atomic import atomic_write_text
 from rgbxseg.config import ExperimentConfig
 from rgbxseg.data import Batch, SegDataset, build_dataset, train_transforms
+from rgbxseg.data.augment import with_damcseg_augmentations
 from rgbxseg.data.base import SegSubset
 from rgbxseg.engine import distributed
 from rgbxseg.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -39,7 +39,7 @@ from rgbxseg.engine.evaluate import evaluate
 from rgbxseg.engine.loader import SeededView, epoch_loader, steps_per_epoch
 from rgbxseg.engine.schedule import lr_factor
 from rgbxseg.errors import ConfigError
-from rgbxseg.models import SegmentationModel, create_model
+from rgbxseg.models import create_model
 
 
 @dataclass
@@ -58,12 +58,13 @@ def build_datasets(cfg: ExperimentConfig) -> tuple[SegDataset, SegDataset | None
     train = build_dataset(data.dataset, data.train_split, data.root, data.modalities, **data.options)
     if data.subset is not None:
         train = SegSubset(train, range(min(data.subset, len(train))))
-    train.transform = train_transforms(data.crop_size, data.scale, data.hflip, data.color_jitter, seed=cfg.train.seed)
+    joint = train_transforms(data.crop_size, data.scale, data.hflip, data.color_jitter, seed=cfg.train.seed)
+    train.transform = with_damcseg_augmentations(joint, data.occlusion, data.tiny_zoom)
     val = build_dataset(data.dataset, data.val_split, data.root, data.modalities, **data.options) if data.val_split else None
     return train, val
 
 
-def build_model(cfg: ExperimentConfig, dataset: SegDataset, pretrained: bool | None = None) -> SegmentationModel:
+def build_model(cfg: ExperimentConfig, dataset: SegDataset, pretrained: bool | None = None) -> nn.Module:
     num_classes = cfg.model.num_classes or dataset.num_classes
     return create_model(
         cfg.model.name,
@@ -71,18 +72,37 @@ def build_model(cfg: ExperimentConfig, dataset: SegDataset, pretrained: bool | N
         encoder=cfg.model.encoder,
         pretrained=cfg.model.pretrained if pretrained is None else pretrained,
         modalities=dataset.modality_channels,
+        thing_classes=dataset.thing_classes,
         **cfg.model.options,
     )
 
 
-def param_groups(model: SegmentationModel, cfg: ExperimentConfig) -> list[dict[str, Any]]:
-    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
-    ids = {id(p) for p in encoder}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    return [
-        {"params": encoder, "lr": cfg.optim.encoder_lr, "base_lr": cfg.optim.encoder_lr},
-        {"params": rest, "lr": cfg.optim.lr, "base_lr": cfg.optim.lr},
-    ]
+def param_groups(model: nn.Module, cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """One AdamW group per parameter part the model names (``parameter_parts()``). Without stages the
+    model's ``pretrained_parts`` start at ``optim.encoder_lr`` and the others at ``optim.lr``; with
+    stages :meth:`Trainer._apply_stage` sets them."""
+    parts = model.parameter_parts()
+    known = set(parts)
+    for stage in cfg.optim.stages:
+        unknown = set(stage.lr) - known
+        if unknown:
+            raise ConfigError(f"optim.stages '{stage.name}': unknown parameter parts {sorted(unknown)} (this model has {sorted(known)})")
+    groups = []
+    for name, params in parts.items():
+        if params:
+            lr = cfg.optim.encoder_lr if name in model.pretrained_parts else cfg.optim.lr
+            groups.append({"params": params, "lr": lr, "base_lr": lr, "part": name})
+    return groups
+
+
+def stage_index(cfg: ExperimentConfig, fraction: float) -> int:
+    """Which of ``cfg.optim.stages`` a run at progress ``fraction`` is in."""
+    end = 0.0
+    for index, stage in enumerate(cfg.optim.stages):
+        end += stage.fraction
+        if fraction < end - 1e-9:
+            return index
+    return len(cfg.optim.stages) - 1
 
 
 def _progress_fraction(cfg: ExperimentConfig, state: Progress) -> float:
@@ -145,8 +165,13 @@ class Trainer:
             self._resume()
         elif (self.run_dir / "last.pt").exists():
             raise ConfigError(f"{self.run_dir}/last.pt exists: pass --resume to continue that run, or change 'name'")
+        self.frozen: set[str] = set()
         self.net: nn.Module = (
-            DistributedDataParallel(self.model, device_ids=[self.env.device] if self.env.device.type == "cuda" else None)
+            DistributedDataParallel(
+                self.model,
+                device_ids=[self.env.device] if self.env.device.type == "cuda" else None,
+                find_unused_parameters=getattr(self.model, "may_skip_parameters", False),
+            )
             if self.env.enabled
             else self.model
         )
@@ -170,13 +195,26 @@ class Trainer:
             "config": self.cfg.model_dump(mode="json"),
             "classes": list(self.train_set.classes),
             "modality_channels": dict(self.train_set.modality_channels),
+            "thing_classes": list(self.train_set.thing_classes),
         }
 
     def _save(self, name: str) -> None:
         if self.env.is_main:
             save_checkpoint(self.run_dir / name, self.checkpoint_payload())
 
+    def _apply_stage(self) -> None:
+        """Per-part learning rates of the current stage; parts it leaves out are frozen. Frozen parts
+        keep ``requires_grad`` (DDP needs a fixed set of parameters) but their gradients are dropped
+        before the optimizer step, so AdamW neither moves them nor updates their moments."""
+        if not self.cfg.optim.stages:
+            return
+        stage = self.cfg.optim.stages[stage_index(self.cfg, _progress_fraction(self.cfg, self.state))]
+        self.frozen = {g["part"] for g in self.optimizer.param_groups if g["part"] not in stage.lr}
+        for group in self.optimizer.param_groups:
+            group["base_lr"] = stage.lr.get(group["part"], 0.0)
+
     def _set_lr(self) -> float:
+        self._apply_stage()
         factor = lr_factor(
             _progress_fraction(self.cfg, self.state), self.state.iteration, self.cfg.optim.schedule,
             self.cfg.optim.warmup_iterations, self.cfg.optim.poly_power,
@@ -185,17 +223,21 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         return self.optimizer.param_groups[-1]["lr"]
 
-    def _step(self, batch: Batch) -> float:
+    def _step(self, batch: Batch) -> tuple[float, dict[str, float]]:
         batch = batch.to(self.env.device, non_blocking=True)
         image = batch.image.contiguous(memory_format=self.memory_format)
         modalities = {k: v.contiguous(memory_format=self.memory_format) for k, v in batch.modalities.items()}
         with _autocast(self.cfg, self.env.device):
-            logits = self.net(image, modalities)
-            loss = F.cross_entropy(logits.float(), batch.label, ignore_index=self.train_set.ignore_index)
+            output = self.net(image, modalities, **self.model.training_inputs(batch))
+            loss, parts = self.model.loss(output, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in self.optimizer.param_groups:
+            if group["part"] in self.frozen:
+                for p in group["params"]:
+                    p.grad = None
         self.optimizer.step()
-        return float(loss.detach())
+        return float(loss.detach()), parts
 
     def _validate(self) -> None:
         if self.val_set is None:
@@ -238,7 +280,8 @@ class Trainer:
             started = time.perf_counter()
             for batch in loader:
                 lr = self._set_lr()
-                loss = distributed.mean_across(self._step(batch), self.env)
+                loss, parts = self._step(batch)
+                loss = distributed.mean_across(loss, self.env)
                 now = time.perf_counter()
                 state.elapsed += now - started  # data loading and the step; validation is excluded
                 started = now
@@ -248,6 +291,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
                 if self.env.is_main:
                     row = {"iteration": state.iteration, "epoch": state.epoch, "loss": round(loss, 5), "lr": lr, "elapsed": round(state.elapsed, 2)}
+                    row |= {name: round(value, 5) for name, value in parts.items()}
                     _append_csv(self.run_dir / "train_log.csv", row)
                 if state.iteration % cfg.train.checkpoint_every == 0:
                     self._save("last.pt")

@@ -6,29 +6,55 @@ builders (the shape of segment-anything's ``sam_model_registry`` and smp's ``cre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from torch import nn
 
 from rgbxseg.errors import ConfigError
 from rgbxseg.models.base import SegmentationModel
+from rgbxseg.models.damcseg import DAMCSeg
 from rgbxseg.models.deeplabv3plus import DeepLabV3Plus
 from rgbxseg.models.encoders import ENCODERS, Encoder
 from rgbxseg.models.fmsi_deeplab import FMSIDeepLab
 
-Builder = Callable[..., SegmentationModel]
+Builder = Callable[..., nn.Module]
 
 
-def build_deeplabv3plus(encoder: Encoder, num_classes: int, modality_channels: Mapping[str, int], **options: Any) -> SegmentationModel:
-    return DeepLabV3Plus(encoder, num_classes, modality_channels, **options)
+def _early_fusion_encoder(encoder: str, pretrained: bool, output_stride: int, modality_channels: Mapping[str, int]) -> Encoder:
+    return Encoder(encoder, pretrained, output_stride, extra_channels=sum(modality_channels.values()))
 
 
-def build_fmsi_deeplab(encoder: Encoder, num_classes: int, modality_channels: Mapping[str, int], **options: Any) -> SegmentationModel:
-    return FMSIDeepLab(encoder, num_classes, modality_channels, **options)
+def build_deeplabv3plus(
+    encoder: str, pretrained: bool, output_stride: int, num_classes: int, modality_channels: Mapping[str, int],
+    thing_classes: Sequence[int], **options: Any,
+) -> nn.Module:  # fmt: skip
+    backbone = _early_fusion_encoder(encoder, pretrained, output_stride, modality_channels)
+    return DeepLabV3Plus(backbone, num_classes, modality_channels, **options)
+
+
+def build_fmsi_deeplab(
+    encoder: str, pretrained: bool, output_stride: int, num_classes: int, modality_channels: Mapping[str, int],
+    thing_classes: Sequence[int], **options: Any,
+) -> nn.Module:  # fmt: skip
+    backbone = _early_fusion_encoder(encoder, pretrained, output_stride, modality_channels)
+    return FMSIDeepLab(backbone, num_classes, modality_channels, **options)
+
+
+def build_damcseg(
+    encoder: str, pretrained: bool, output_stride: int, num_classes: int, modality_channels: Mapping[str, int],
+    thing_classes: Sequence[int], **options: Any,
+) -> nn.Module:  # fmt: skip
+    early = options.get("fusion", "lmmf") == "early"
+    extra = sum(modality_channels.values()) if early else 0
+    backbone = Encoder(encoder, pretrained, output_stride, extra_channels=extra)
+    return DAMCSeg(backbone, num_classes, modality_channels, thing_classes, **options)
 
 
 MODELS: dict[str, Builder] = {
     "deeplabv3plus": build_deeplabv3plus,
     "fmsi_deeplab": build_fmsi_deeplab,
+    "damcseg": build_damcseg,
 }
 
 
@@ -39,27 +65,27 @@ def create_model(
     pretrained: bool = True,
     modalities: Mapping[str, int] | None = None,
     output_stride: int = 16,
+    thing_classes: Sequence[int] = (),
     **options: Any,
-) -> SegmentationModel:
+) -> nn.Module:
     """Build segmenter ``name`` (a key of :data:`MODELS`).
 
     Args:
-        name: ``deeplabv3plus`` or ``fmsi_deeplab``.
+        name: ``deeplabv3plus``, ``fmsi_deeplab`` or ``damcseg``.
         num_classes: output classes.
         encoder: a key of :data:`rgbxseg.models.encoders.ENCODERS`.
         pretrained: load the encoder's packaged ImageNet weights.
         modalities: extra input sensors, name → channel count (e.g. ``{"depth": 1, "thermal": 1}``).
-        output_stride: encoder output stride (16 for DeepLab).
-        **options: the builder's keyword arguments (e.g. FMSI-DeepLab's ablation switches).
+        output_stride: encoder output stride (16 for DeepLab and DAMCSeg).
+        thing_classes: class ids with instances (DAMCSeg's detection head; ignored by the others).
+        **options: the model's keyword arguments (e.g. FMSI-DeepLab's or DAMCSeg's ablation switches).
     """
     if name not in MODELS:
         raise ConfigError(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
-    modality_channels = dict(modalities or {})
-    backbone = Encoder(encoder, pretrained, output_stride, extra_channels=sum(modality_channels.values()))
     try:
-        return MODELS[name](backbone, num_classes, modality_channels, **options)
+        return MODELS[name](encoder, pretrained, output_stride, num_classes, dict(modalities or {}), tuple(thing_classes), **options)
     except TypeError as error:  # an unknown option name
         raise ConfigError(f"model '{name}': {error}") from None
 
 
-__all__ = ["ENCODERS", "MODELS", "DeepLabV3Plus", "Encoder", "FMSIDeepLab", "SegmentationModel", "create_model"]
+__all__ = ["ENCODERS", "MODELS", "DAMCSeg", "DeepLabV3Plus", "Encoder", "FMSIDeepLab", "SegmentationModel", "create_model"]

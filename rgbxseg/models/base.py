@@ -5,16 +5,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rgbxseg.data.sample import IGNORE_INDEX
 from rgbxseg.errors import ConfigError
 from rgbxseg.models.encoders import Encoder
 
+if TYPE_CHECKING:
+    from rgbxseg.data import Batch
+
 
 class SegmentationModel(nn.Module, ABC):
+    pretrained_parts = ("encoder",)
+
     """Base class: ``forward(image, modalities) -> logits`` at the input resolution.
 
     ``image`` is B×3×H×W RGB in [0, 1] (normalisation happens inside the encoder); ``modalities``
@@ -55,7 +62,25 @@ class SegmentationModel(nn.Module, ABC):
             parts.append(m.to(image.dtype))
         return torch.cat(parts, dim=1) if len(parts) > 1 else image
 
-    def forward(self, image: Tensor, modalities: Mapping[str, Tensor] | None = None) -> Tensor:
+    def parameter_parts(self) -> dict[str, list[nn.Parameter]]:
+        """Named parameter groups for per-part learning rates: ``encoder`` and ``head``."""
+        encoder = list(self.encoder.parameters())
+        ids = {id(p) for p in encoder}
+        return {"encoder": encoder, "head": [p for p in self.parameters() if id(p) not in ids]}
+
+    def training_inputs(self, batch: Batch) -> dict[str, Any]:
+        """Keyword arguments a training forward needs besides image and modalities (none here)."""
+        return {}
+
+    def loss(self, logits: Tensor, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """Pixel-wise cross-entropy (the ignore id is skipped) and no named parts."""
+        return F.cross_entropy(logits.float(), batch.label, ignore_index=IGNORE_INDEX), {}
+
+    def forward(
+        self, image: Tensor, modalities: Mapping[str, Tensor] | None = None, present: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Logits B×K×H×W. ``present`` (B bool per sensor) is accepted for a uniform interface: the
+        batch's absent sensors are already zeros, which is what this early-fusion model feeds."""
         x = self._stack_inputs(image, modalities)
         h, w = x.shape[-2:]
         d = self.encoder.size_divisor
