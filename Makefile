@@ -28,10 +28,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+## The main job on embedded data: DAMCSeg (RGB+D+T) vs an RGB-only DeepLabV3+ → runs/demo/report.html
 demo: $(STAMP)
-	@echo "The main job (rgbxseg demo: DAMCSeg vs an RGB-only baseline on SyntheticStreets) arrives with issue 4."
-	@echo "Until then, look at the embedded data:  $(BIN)/rgbxseg data info synthetic"
-	$(BIN)/rgbxseg data info synthetic
+	$(BIN)/rgbxseg demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -234,7 +234,7 @@ def export(
 @app.command()
 def demo(
     output: Path = typer.Option(Path("runs/demo"), "--output", help="Folder for the runs, report.html and results.json."),
-    minutes: float = typer.Option(3.5, "--minutes", min=0.05, help="Training budget of each of the two models."),
+    iterations: int = typer.Option(150, "--iterations", min=1, help="Training iterations of each of the two models."),
     size: tuple[int, int] = typer.Option((192, 256), "--size", help="Scene height and width."),
     eval_samples: int = typer.Option(40, "--eval-samples", min=1, help="Test scenes per condition."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
@@ -243,7 +243,7 @@ def demo(
     SyntheticStreets, evaluate them by day, at night, in fog and with sensors missing, write a report."""
     from rgbxseg.demo import DemoSettings, run_demo
 
-    run_demo(DemoSettings(output, minutes, size, eval_samples=eval_samples, threads=threads or None), console)
+    run_demo(DemoSettings(output, iterations, size, eval_samples=eval_samples, threads=threads or None), console)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from rgbxseg.atomic import atomic_path
+from rgbxseg.errors import ConfigError
 from rgbxseg.models import SegmentationModel
 
 
@@ -36,8 +37,15 @@ def example_inputs(model: SegmentationModel, size: tuple[int, int], seed: int = 
 def export_onnx(model: SegmentationModel, path: str | Path, size: tuple[int, int], opset: int = 18) -> Path:
     """Export ``model`` (eval mode, fixed H×W, batch 1) to ``path`` atomically.
 
-    Inputs are named ``image`` and the modality names; the output is ``logits`` (1×K×H×W).
+    Inputs are named ``image`` and the modality names; the output is ``logits`` (1×K×H×W). The
+    single-path segmenters export; DAMCSeg does not (a :class:`ConfigError` says why).
     """
+    if not isinstance(model, SegmentationModel):
+        raise ConfigError(
+            f"{type(model).__name__} cannot be exported to ONNX: its detection-dependent branches (NMS, a crop per "
+            "detected box, OpenCV's Canny for the scene complexity) have data-dependent control flow; export "
+            "deeplabv3plus or fmsi_deeplab"
+        )
     path = Path(path)
     wrapper = _Positional(model).eval()
     inputs = example_inputs(model, size)

@@ -106,19 +106,25 @@ def boundary_band(label: Tensor, width: int = 3, ignore_index: int = IGNORE_INDE
     return (largest != smallest).squeeze(1) & valid
 
 
-def cross_entropy(logits: Tensor, label: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+def cross_entropy(
+    logits: Tensor, label: Tensor, ignore_index: int = IGNORE_INDEX, pixel_ce: Tensor | None = None
+) -> Tensor:
     """Mean pixel cross-entropy over non-ignored pixels (0 when every pixel is ignored).
 
     Args:
         logits: B×K×H×W class scores.
         label: B×H×W int64 class ids.
         ignore_index: label id that counts for nothing.
+        pixel_ce: the B×H×W per-pixel cross-entropy when already computed (:func:`segmentation_loss` shares one).
     """
     _check_pair(logits, label)
-    return _masked_mean(_pixel_ce(logits, label, ignore_index), label != ignore_index, logits)
+    ce = _pixel_ce(logits, label, ignore_index) if pixel_ce is None else pixel_ce
+    return _masked_mean(ce, label != ignore_index, logits)
 
 
-def boundary_aware_loss(logits: Tensor, label: Tensor, ignore_index: int = IGNORE_INDEX, width: int = 3) -> Tensor:
+def boundary_aware_loss(
+    logits: Tensor, label: Tensor, ignore_index: int = IGNORE_INDEX, width: int = 3, pixel_ce: Tensor | None = None
+) -> Tensor:
     """Cross-entropy averaged over the :func:`boundary_band` only (0 when the band is empty).
 
     Args:
@@ -126,10 +132,12 @@ def boundary_aware_loss(logits: Tensor, label: Tensor, ignore_index: int = IGNOR
         label: B×H×W int64 class ids.
         ignore_index: label id that counts for nothing.
         width: band half-width in pixels.
+        pixel_ce: the B×H×W per-pixel cross-entropy when already computed (:func:`segmentation_loss` shares one).
     """
     _check_pair(logits, label)
     band = boundary_band(label, width=width, ignore_index=ignore_index)
-    return _masked_mean(_pixel_ce(logits, label, ignore_index), band, logits)
+    ce = _pixel_ce(logits, label, ignore_index) if pixel_ce is None else pixel_ce
+    return _masked_mean(ce, band, logits)
 
 
 def dice_loss(logits: Tensor, label: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -188,6 +196,7 @@ def tiny_target_loss(
     instances: Sequence[Instances | None],
     max_area: int = 1024,
     ignore_index: int = IGNORE_INDEX,
+    pixel_ce: Tensor | None = None,
 ) -> Tensor:
     """Cross-entropy on the visible pixels of tiny instances, each instance weighing the same.
 
@@ -197,6 +206,7 @@ def tiny_target_loss(
         instances: one entry per image (None = no instances), masks at the label's size.
         max_area: an instance is tiny when its visible area is below this (SPEC 5: 1024 pixels).
         ignore_index: label id that counts for nothing.
+        pixel_ce: the B×H×W per-pixel cross-entropy when already computed (:func:`segmentation_loss` shares one).
 
     Returns:
         The mean over tiny instances of their mean pixel CE (0 when there is none).
@@ -205,7 +215,7 @@ def tiny_target_loss(
     _check_instances(label, instances)
     if max_area < 1:
         raise ValueError(f"max_area must be >= 1, got {max_area}")
-    ce = _pixel_ce(logits, label, ignore_index)
+    ce = _pixel_ce(logits, label, ignore_index) if pixel_ce is None else pixel_ce
     valid = label != ignore_index
     means: list[Tensor] = []
     for index, item in enumerate(instances):
@@ -239,6 +249,7 @@ def occluded_region_loss(
     instances: Sequence[Instances | None],
     ignore_index: int = IGNORE_INDEX,
     width: int = 3,
+    pixel_ce: Tensor | None = None,
 ) -> Tensor:
     """Cross-entropy on partially occluded instances, emphasising the edge between object and occluder.
 
@@ -248,6 +259,7 @@ def occluded_region_loss(
         instances: one entry per image (None = no instances), masks at the label's size.
         ignore_index: label id that counts for nothing.
         width: half-width in pixels of the band where the visible part meets the occluder.
+        pixel_ce: the B×H×W per-pixel cross-entropy when already computed (:func:`segmentation_loss` shares one).
 
     Returns:
         The mean over occluded instances of their weighted mean pixel CE (0 when there is none).
@@ -256,7 +268,7 @@ def occluded_region_loss(
     _check_instances(label, instances)
     if width < 1:
         raise ValueError(f"interface width must be >= 1, got {width}")
-    ce = _pixel_ce(logits, label, ignore_index)
+    ce = _pixel_ce(logits, label, ignore_index) if pixel_ce is None else pixel_ce
     valid = label != ignore_index
     means: list[Tensor] = []
     for index, item in enumerate(instances):
@@ -413,12 +425,13 @@ def segmentation_loss(
         ``occluded``) to its unweighted value as a float, for logging.
     """
     _check_pair(logits, label)
+    ce = _pixel_ce(logits, label, ignore_index)  # one log-softmax shared by the four CE-based terms
     terms = {
-        "ce": lambda: cross_entropy(logits, label, ignore_index=ignore_index),
-        "boundary": lambda: boundary_aware_loss(logits, label, ignore_index=ignore_index),
+        "ce": lambda: cross_entropy(logits, label, ignore_index=ignore_index, pixel_ce=ce),
+        "boundary": lambda: boundary_aware_loss(logits, label, ignore_index=ignore_index, pixel_ce=ce),
         "dice": lambda: dice_loss(logits, label, ignore_index=ignore_index),
-        "tiny": lambda: tiny_target_loss(logits, label, instances, ignore_index=ignore_index),
-        "occluded": lambda: occluded_region_loss(logits, label, instances, ignore_index=ignore_index),
+        "tiny": lambda: tiny_target_loss(logits, label, instances, ignore_index=ignore_index, pixel_ce=ce),
+        "occluded": lambda: occluded_region_loss(logits, label, instances, ignore_index=ignore_index, pixel_ce=ce),
     }
     total = _zero(logits)
     parts: dict[str, float] = {}

@@ -343,7 +343,8 @@ def _bars(ax: Axes, summaries: Sequence[ModelSummary], conditions: Sequence[str]
         bars = ax.bar(x + offset, np.nan_to_num(values), width, color=colour, label=_mpl(summary.name))
         ax.bar_label(bars, labels=[_fmt(v) for v in values], fontsize=7, padding=2)
         top = max(top, float(np.nanmax(values, initial=0.0)))
-    ax.set_xticks(x, [_mpl(c) for c in conditions], rotation=20 if len(conditions) > 5 else 0)
+    rotated = len(conditions) > 5
+    ax.set_xticks(x, [_mpl(c) for c in conditions], rotation=25 if rotated else 0, ha="right" if rotated else "center")
     ax.set_ylim(0, min(105.0, top * 1.15) if top > 0 else 100.0)
     ax.set_title(_mpl(metric), fontsize=10)
     ax.set_ylabel("%")
@@ -357,7 +358,8 @@ def _miou_chart(summaries: Sequence[ModelSummary], conditions: Sequence[str]) ->
     fig = Figure(figsize=(width, 3.4), layout="constrained")
     ax = fig.subplots()
     _bars(ax, summaries, conditions, "mIoU")
-    ax.legend(frameon=False, fontsize=8, ncols=min(len(summaries), 4), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=min(len(summaries), 4), frameon=False, fontsize=8)
     return _figure_png(fig)
 
 

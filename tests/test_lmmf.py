@@ -40,12 +40,6 @@ def rgb_pyramid(batch: int, strides: tuple[int, ...] = (4, 8, 16, 32)) -> list[T
     return [torch.randn(batch, c, h, w) for c, (h, w) in zip(RGB_CHANNELS, pyramid_sizes(strides))]
 
 
-def open_projections(module: nn.Module) -> None:
-    """Give the zero-initialised BN scales of the attention projections a value, so modalities count."""
-    for attention in module.modules():
-        if isinstance(attention, ModalAdaptiveAttention):
-            for projection in attention.projections.values():
-                nn.init.ones_(projection[1].weight)
 
 
 def run_lmmf(lmmf: LMMF, rgb: list[Tensor], encoded: EncodedModalities) -> tuple[list[Tensor], Tensor]:
@@ -108,7 +102,6 @@ def test_modality_encoder_rejects_wrong_channels() -> None:
 
 def test_attention_matches_equations_1_and_2() -> None:
     attention = ModalAdaptiveAttention(8, {"depth": 4, "thermal": 6}, heads=4)
-    open_projections(attention)
     rgb = torch.randn(2, 8, 5, 7)
     modalities = {"depth": torch.randn(2, 4, 5, 7), "thermal": torch.randn(2, 6, 5, 7)}
     weights = attention.weights(rgb, modalities)
@@ -132,14 +125,17 @@ def test_attention_weights_in_open_unit_interval_and_grads() -> None:
     out = attention(rgb, {"depth": depth})
     (out * torch.randn_like(out)).sum().backward()
     assert all(p.grad is not None for p in attention.parameters())
-    assert float(attention.projections["depth"][1].weight.grad.abs().sum()) > 0  # the zero-init scale learns
+    assert float(attention.projections["depth"][1].weight.grad.abs().sum()) > 0
 
 
-def test_attention_starts_as_weighted_rgb() -> None:
+def test_attention_starts_keeping_rgb_and_counting_sensors() -> None:
     attention = ModalAdaptiveAttention(8, {"depth": 4}, heads=8)
-    rgb = torch.randn(1, 8, 6, 6)
-    out = attention(rgb, {"depth": torch.randn(1, 4, 6, 6)})
-    torch.testing.assert_close(out, rgb * attention.weights(rgb, {"depth": torch.zeros(1, 4, 6, 6)})["rgb"])
+    rgb = 0.01 * torch.randn(2, 8, 6, 6)  # W·F ≈ 0: the weights are the sigmoid of the biases
+    depth = torch.randn(2, 4, 6, 6)
+    weights = attention.weights(rgb, {"depth": depth})
+    torch.testing.assert_close(weights["rgb"], torch.full_like(weights["rgb"], torch.sigmoid(torch.tensor(2.0)).item()), atol=0.02, rtol=0)
+    without_depth = rgb * attention.weights(rgb, {"depth": torch.zeros(2, 4, 6, 6)})["rgb"]
+    assert float((attention(rgb, {"depth": depth}) - without_depth).abs().mean()) > 0.1  # the sensor counts at once
 
 
 def test_attention_heads_must_divide_channels() -> None:
@@ -237,7 +233,6 @@ def test_lmmf_output_stride_16() -> None:
 @pytest.mark.parametrize("train", [False, True])
 def test_lmmf_absent_sample_uses_prediction_only(train: bool) -> None:
     lmmf = LMMF(RGB_CHANNELS, {"depth": 1, "thermal": 1}, WIDTHS, heads=8, dropout=0.0).train(train)
-    open_projections(lmmf)
     rgb = rgb_pyramid(2)
     depth, thermal = torch.rand(2, 1, H, W), torch.rand(2, 1, H, W)
     present = {"thermal": torch.tensor([True, False])}

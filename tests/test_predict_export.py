@@ -13,8 +13,10 @@ import torch
 
 from rgbxseg.config import parse_config
 from rgbxseg.data import SyntheticStreets
+from rgbxseg.errors import ConfigError
 from rgbxseg.engine.trainer import train
 from rgbxseg.export import export_onnx, onnx_parity
+from rgbxseg.models import create_model
 from rgbxseg.predictor import Predictor, load_trained
 from tests.conftest import REPO
 from tests.test_training import tiny_config
@@ -65,3 +67,10 @@ def test_predict_and_export_cli(checkpoint: Path, tmp_path: Path) -> None:
     bad = run("predict", str(tmp_path / "missing.png"), "--checkpoint", str(checkpoint))
     assert bad.returncode == 2 and "missing.png: file not found" in bad.stderr
     assert torch.load(checkpoint, weights_only=True)["progress"]["iteration"] == 2
+
+
+def test_damcseg_export_is_refused_with_a_reason(tmp_path: Path) -> None:
+    model = create_model("damcseg", 3, pretrained=False, thing_classes=(1,))
+    with pytest.raises(ConfigError, match="cannot be exported to ONNX: its detection-dependent branches"):
+        export_onnx(model, tmp_path / "damcseg.onnx", (64, 64))
+    assert not (tmp_path / "damcseg.onnx").exists()

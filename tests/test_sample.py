@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rgbxseg.data import RawSample, collate, to_sample, validate
+from rgbxseg.data.augment import TinyTargetZoom
 from rgbxseg.errors import DataError
 
 
@@ -77,3 +78,18 @@ def test_boxes_from_masks_match_torchvision() -> None:
     masks = masks[masks.reshape(12, -1).any(1)]
     expected = masks_to_boxes(torch.from_numpy(masks)).numpy()
     np.testing.assert_array_equal(boxes_from_masks(masks), expected)
+
+
+def test_zero_instances_survive_conversion_and_tiny_zoom() -> None:
+    """A slice or crop with no instance at all (N = 0 masks) is a valid sample, not a reshape error."""
+    raw = RawSample(
+        image=np.zeros((8, 10, 3), np.float32),
+        label=np.zeros((8, 10), np.int64),
+        instance_masks=np.zeros((0, 8, 10), bool),
+        occluded_masks=np.zeros((0, 8, 10), bool),
+        instance_classes=np.zeros(0, np.int64),
+    )
+    zoom = TinyTargetZoom(p=1.0, seed=0)
+    assert zoom(raw).image.shape == (8, 10, 3)
+    sample = to_sample(raw)
+    assert len(sample.instances) == 0 and sample.instances.boxes.shape == (0, 4)

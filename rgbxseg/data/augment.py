@@ -144,7 +144,7 @@ class TinyTargetZoom:
         if raw.instance_masks is None:
             return np.zeros(0, dtype=np.int64)
         masks = np.asarray(raw.instance_masks, dtype=bool)
-        areas = masks.reshape(len(masks), -1).sum(1)
+        areas = masks.sum(axis=(1, 2))
         return np.flatnonzero((areas > 0) & (areas < self.max_area))
 
     def __call__(self, raw: RawSample) -> RawSample:

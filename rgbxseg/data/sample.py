@@ -123,7 +123,7 @@ def _instances_from_masks(raw: RawSample) -> Instances | None:
     masks = np.asarray(raw.instance_masks, dtype=bool)
     occluded = np.asarray(raw.occluded_masks, dtype=bool) if raw.occluded_masks is not None else np.zeros_like(masks)
     classes = np.asarray(raw.instance_classes, dtype=np.int64)
-    keep = masks.reshape(len(masks), -1).any(1)  # a transform may crop an instance away entirely
+    keep = masks.any(axis=(1, 2))  # a transform may crop an instance away entirely (works for N = 0 too)
     masks, occluded, classes = masks[keep], occluded[keep], classes[keep]
     return Instances(
         boxes=torch.from_numpy(boxes_from_masks(masks)),

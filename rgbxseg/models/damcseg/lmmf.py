@@ -25,9 +25,12 @@ Decisions (the paper leaves these open):
 * Attention: ``W_m`` is a 1×1 conv giving ``heads`` pixel-wise weights, one per channel group of
   ``channels / heads`` channels (the paper's 8 "heads"); the weight of modality ``m`` depends on
   ``F_m`` alone (eq. 1) and weights are independent sigmoids, not normalised across modalities
-  (eq. 2). Non-RGB features are first projected to the RGB width by a 1×1 conv + BN whose BN scale
-  starts at 0 (zero-init, Goyal et al. 2017), so at initialisation the fused map is ``ω_rgb · F_rgb``
-  and the (pretrained) RGB features are not swamped by features of untrained encoders.
+  (eq. 2). Non-RGB features are first projected to the RGB width by a 1×1 conv + BN. The RGB gate's
+  bias starts at 2 (ω_rgb ≈ 0.88), the modalities' at 0 (ω ≈ 0.5): the pretrained RGB features pass
+  almost unchanged while the sensors count from the first step. (A zero-initialised projection scale,
+  Goyal et al. 2017, was tried first: under AdamW a parameter moves about one learning rate per
+  step, so after 150 steps at 1e-3 the sensors had at most 15 % of their weight and the fused model
+  did no better at night than RGB alone.)
 * MCN: per target modality ``m``, a 2-layer MLP of 1×1 convs (hidden = width of ``m``, ReLU between)
   from the RGB features (always present) concatenated — when there is more than one modality — with
   the mean of the *present* other modalities' features, each projected to the RGB width by its own
@@ -57,6 +60,7 @@ from torch import Tensor, nn
 from rgbxseg.models.encoders import MODALITY_MEAN, MODALITY_STD
 
 RGB = "rgb"  # key of the RGB features in attention weights; not allowed as a modality name
+RGB_GATE_BIAS = 2.0  # initial ω_rgb = σ(2) ≈ 0.88 (module docstring)
 
 
 def _check_names(owner: str, modality_channels: Mapping[str, int]) -> None:
@@ -176,9 +180,8 @@ class ModalAdaptiveAttention(nn.Module):
                 for name, channels in modality_channels.items()
             }
         )
-        for projection in self.projections.values():
-            nn.init.zeros_(projection[1].weight)  # zero-init BN scale: fused = ω_rgb · F_rgb at the start
         self.gates = nn.ModuleDict({name: nn.Conv2d(rgb_channels, heads, 1) for name in (RGB, *modality_channels)})
+        nn.init.constant_(self.gates[RGB].bias, RGB_GATE_BIAS)
 
     def _aligned(self, rgb: Tensor, modalities: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Check the inputs; RGB features and every modality's features projected to the RGB width."""

@@ -57,20 +57,32 @@ def sobel_magnitude(image: Tensor) -> Tensor:
 
 def paste(logits: Tensor, rois: Tensor, batch_index: Tensor, batch: int, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Resize each R×K×r×r region's logits to its box's pixel extent and average them into a
-    B×K×H×W canvas; also return the B×1×H×W coverage (1 where some box pasted)."""
+    B×K×H×W canvas; also return the B×1×H×W coverage (1 where some box pasted).
+
+    All regions are scattered with one ``index_add`` (slice assignment per region into the canvas
+    would make autograd copy the whole canvas gradient once per region)."""
     h, w = size
-    canvas = logits.new_zeros(batch, logits.shape[1], h, w)
-    count = logits.new_zeros(batch, 1, h, w)
+    k = logits.shape[1]
+    values, indices = [], []
     for r in range(rois.shape[0]):
         x0, y0 = (int(math.floor(float(v))) for v in rois[r, :2])
         x1, y1 = (int(math.ceil(float(v))) for v in rois[r, 2:])
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 <= x0 or y1 <= y0:
             continue
-        b = int(batch_index[r])
         resized = F.interpolate(logits[r : r + 1], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)
-        canvas[b : b + 1, :, y0:y1, x0:x1] = canvas[b : b + 1, :, y0:y1, x0:x1] + resized
-        count[b : b + 1, :, y0:y1, x0:x1] = count[b : b + 1, :, y0:y1, x0:x1] + 1
+        values.append(resized[0].flatten(1))
+        rows = torch.arange(y0, y1, device=logits.device)[:, None] * w
+        cols = torch.arange(x0, x1, device=logits.device)[None, :]
+        indices.append((int(batch_index[r]) * h * w + rows + cols).flatten())
+    canvas = logits.new_zeros(k, batch * h * w)
+    count = logits.new_zeros(batch * h * w)
+    if indices:
+        index = torch.cat(indices)
+        canvas = canvas.index_add(1, index, torch.cat(values, dim=1))
+        count = count.index_add(0, index, torch.ones_like(index, dtype=logits.dtype))
+    canvas = canvas.view(k, batch, h, w).transpose(0, 1)
+    count = count.view(batch, 1, h, w)
     return canvas / count.clamp_min(1), (count > 0).to(logits.dtype)
 
 

@@ -44,7 +44,7 @@ from rgbxseg.models.damcseg.detection import (
     positive_predictions,
     postprocess,
 )
-from rgbxseg.models.damcseg.dsaf import DSAF, DSAFOutput, edge_density, occlusion_share, scene_class, scene_complexity
+from rgbxseg.models.damcseg.dsaf import DSAF, DSAFOutput, edge_density, occlusion_share, scene_complexity
 from rgbxseg.models.damcseg.global_branch import GlobalBranch
 from rgbxseg.models.damcseg.lmmf import LMMF
 from rgbxseg.models.damcseg.local_branch import LocalBranch, LocalOutput
@@ -109,6 +109,7 @@ class DAMCSeg(nn.Module):
     """
 
     pretrained_parts = ("backbone",)
+    may_skip_parameters = True  # a batch without boxes skips the local path (DDP must not wait for its grads)
 
     def __init__(
         self,
@@ -298,7 +299,7 @@ class DAMCSeg(nn.Module):
         global_logits = self.global_branch(features[3], features[0], size)
         out = DAMCSegOutput(logits=global_logits, global_logits=global_logits, reconstruction=reconstruction)
         if self.use_branches:
-            self._branches(out, image, maps, flags, features, det_features, targets)
+            self._branches(out, image, maps, flags, features, det_features, targets, (h, w))
         if self.use_crf and not self.training:
             windows = crf_window(out.complexity) if out.complexity is not None else [5] * image.shape[0]
             out.logits = self.crf(out.logits, image, windows)
@@ -313,8 +314,9 @@ class DAMCSeg(nn.Module):
         features: list[Tensor],
         det_features: Tensor,
         targets: Sequence[Any] | None,
+        size: tuple[int, int],
     ) -> None:
-        size = tuple(image.shape[-2:])
+        """The detection-aware part; ``size`` is the unpadded H×W (detections are clipped to it)."""
         out.detection = self.det_head(self.bifpn([features[0], features[1], det_features]))
         with torch.no_grad():
             out.detections = postprocess(
@@ -331,7 +333,7 @@ class DAMCSeg(nn.Module):
             if self.training and targets is not None
             else detected[0]
         )
-        out.complexity = self._complexity(image, all_boxes)
+        out.complexity = self._complexity(image[..., : size[0], : size[1]], all_boxes)
         if self.use_dsaf:
             out.dsaf = self.dsaf(out.global_logits, out.local.logits, out.prior_logits, out.complexity, local_boxes)
             out.logits = out.dsaf.logits

@@ -14,8 +14,8 @@ Decisions (the paper leaves these open):
 
 * Pairs are restricted to a k×k window (k odd) around each pixel, so the cost is O(k²·K·H·W) and runs on any
   device in plain torch. The loop over window offsets uses shifted views of a zero-padded tensor (not
-  ``torch.roll``, which would wrap around the image border; not ``unfold``, which would need k² copies of Q):
-  memory stays O(K·H·W). Neighbours outside the image do not exist (they take no part in the normalisation).
+  ``torch.roll``, which would wrap around the image border; not ``unfold``, which would need k² copies of Q);
+  the k² − 1 per-pixel pair weights do not depend on Q and are computed once per image. Neighbours outside the image do not exist (they take no part in the normalisation).
 * Each kernel's message is normalised by the kernel's total weight over the pixel's window (Krähenbühl's
   DenseCRF code offers the same normalisation): a message is a weighted average of the neighbours' Q times the
   kernel weight, so ``w_a`` and ``w_s`` are on the logit scale and mean the same at every window size.
@@ -116,28 +116,22 @@ class LightCRF(nn.Module):
     def mean_field(self, logits: Tensor, image: Tensor, window: int) -> Tensor:
         """``self.iterations`` mean-field updates with one window size; returns ``log Q``."""
         radius = window // 2
-        padded_image = F.pad(image, (radius,) * 4)
-        inside = F.pad(torch.ones_like(image[:, :1]), (radius,) * 4)
+        if radius == 0:  # a 1×1 window has no neighbours
+            return F.log_softmax(logits, 1)
+        weights = self.pair_weights(image, radius)
         refined = logits
         for _ in range(self.iterations):
-            q = F.softmax(refined, 1)
-            refined = logits + self.message(q, image, padded_image, inside, radius)
+            refined = logits + message(F.softmax(refined, 1), weights, radius)
         return F.log_softmax(refined, 1)
 
-    def message(self, q: Tensor, image: Tensor, padded_image: Tensor, inside: Tensor, radius: int) -> Tensor:
-        """``w_a·Σ_j k_a(i,j) Q_j / Σ_j k_a(i,j) + w_s·Σ_j k_s(i,j) Q_j / Σ_j k_s(i,j)`` over the window, j ≠ i.
-
-        Args:
-            q: B×K×H×W current marginals.
-            image: B×C×H×W features.
-            padded_image: ``image`` zero-padded by ``radius`` on every side.
-            inside: B×1×(H+2r)×(W+2r), 1 on the image, 0 on the padding.
-            radius: window radius r (window = 2r + 1).
-        """
-        height, width = q.shape[2:]
-        padded_q = F.pad(q, (radius,) * 4)
-        appearance, appearance_norm = torch.zeros_like(q), torch.zeros_like(q[:, :1])
-        smoothness, smoothness_norm = torch.zeros_like(q), torch.zeros_like(q[:, :1])
+    def pair_weights(self, image: Tensor, radius: int) -> list[tuple[int, int, Tensor]]:
+        """Per window offset (dy, dx) ≠ (0, 0), the B×1×H×W weight of that neighbour in the message:
+        ``w_a·k_a/Σk_a + w_s·k_s/Σk_s``. The kernels do not depend on Q, so they are computed once per
+        image, not once per iteration (memory O(k²·H·W), a few tens of MB at 360×480 with k = 7)."""
+        height, width = image.shape[2:]
+        padded_image = F.pad(image, (radius,) * 4)
+        inside = F.pad(torch.ones_like(image[:, :1]), (radius,) * 4)
+        offsets, appearance, smoothness = [], [], []
         for dy in range(-radius, radius + 1):
             for dx in range(-radius, radius + 1):
                 if dy == 0 and dx == 0:
@@ -147,18 +141,32 @@ class LightCRF(nn.Module):
                 distance = float(dy * dy + dx * dx)
                 colour = (image - padded_image[:, :, rows, cols]).square().sum(1, keepdim=True)
                 exists = inside[:, :, rows, cols]
-                k_a = exists * torch.exp(-distance / (2 * self.theta_alpha**2) - colour / (2 * self.theta_beta**2))
-                k_s = exists * math.exp(-distance / (2 * self.theta_gamma**2))
-                neighbour = padded_q[:, :, rows, cols]
-                appearance += k_a * neighbour
-                appearance_norm += k_a
-                smoothness += k_s * neighbour
-                smoothness_norm += k_s
-        tiny = torch.finfo(q.dtype).tiny
-        return (
-            self.appearance_weight * appearance / appearance_norm.clamp_min(tiny)
-            + self.smoothness_weight * smoothness / smoothness_norm.clamp_min(tiny)
-        )
+                offsets.append((dy, dx))
+                appearance.append(exists * torch.exp(-distance / (2 * self.theta_alpha**2) - colour / (2 * self.theta_beta**2)))
+                smoothness.append(exists * math.exp(-distance / (2 * self.theta_gamma**2)))
+        tiny = torch.finfo(image.dtype).tiny
+        appearance_norm = torch.stack(appearance).sum(0).clamp_min(tiny)
+        smoothness_norm = torch.stack(smoothness).sum(0).clamp_min(tiny)
+        return [
+            (dy, dx, self.appearance_weight * k_a / appearance_norm + self.smoothness_weight * k_s / smoothness_norm)
+            for (dy, dx), k_a, k_s in zip(offsets, appearance, smoothness)
+        ]
+
+
+def message(q: Tensor, weights: Sequence[tuple[int, int, Tensor]], radius: int) -> Tensor:
+    """``Σ_j weight(i, j)·Q_j`` over the window (j ≠ i): the normalised appearance + smoothness message.
+
+    Args:
+        q: B×K×H×W current marginals.
+        weights: :meth:`LightCRF.pair_weights` of the image.
+        radius: window radius r (window = 2r + 1).
+    """
+    height, width = q.shape[2:]
+    padded_q = F.pad(q, (radius,) * 4)
+    total = torch.zeros_like(q)
+    for dy, dx, weight in weights:
+        total += weight * padded_q[:, :, radius + dy : radius + dy + height, radius + dx : radius + dx + width]
+    return total
 
 
 def per_image_windows(window: int | Sequence[int], batch: int) -> list[int]:
