@@ -4,7 +4,8 @@ DeepLabV3+; we report what we measure), and what the branch gates save.
 Batch 1, eager, median latency over ``--runs`` timed runs after 3 warm-ups, on SyntheticStreets test
 scenes (so a trained DAMCSeg sees real detections). Rows: DeepLabV3+ on RGB, DeepLabV3+ with depth and
 thermal fused at the input, DAMCSeg as trained (closed gates skip their sub-branch), DAMCSeg with
-every gate forced open, DAMCSeg without the CRF. Ratios are FPS / FPS of DeepLabV3+ (RGB).
+every gate forced open, with every gate closed (threshold raised to 0.999: what gating can save at
+most), and without the CRF. Ratios are FPS / FPS of DeepLabV3+ (RGB).
 
     .venv/bin/python benchmarks/damcseg_speed.py --checkpoint runs/demo/damcseg/last.pt [--size 192 256] [--runs 20]
 """
@@ -43,10 +44,15 @@ def rows(damcseg: nn.Module, num_classes: int) -> dict[str, tuple[nn.Module, Cal
     def gates_open(model: nn.Module) -> None:
         model.local_branch.force_open = True
 
-    def no_crf(model: nn.Module) -> None:
+    def gates_closed(model: nn.Module) -> None:
         model.local_branch.force_open = False
+        model.local_branch.gates.threshold = 0.999  # every region's sub-branches skipped: the most gating can save
+
+    def no_crf(model: nn.Module) -> None:
+        model.local_branch.gates.threshold = threshold
         model.use_crf = False
 
+    threshold = damcseg.local_branch.gates.threshold
     sensors = {"depth": 1, "thermal": 1}
     return {
         "DeepLabV3+ (RGB)": (create_model("deeplabv3plus", num_classes, pretrained=False), lambda m: None),
@@ -56,6 +62,7 @@ def rows(damcseg: nn.Module, num_classes: int) -> dict[str, tuple[nn.Module, Cal
         ),
         "DAMCSeg (learned gates)": (damcseg, lambda m: None),
         "DAMCSeg (all gates open)": (damcseg, gates_open),
+        "DAMCSeg (all gates closed)": (damcseg, gates_closed),
         "DAMCSeg (learned gates, no CRF)": (damcseg, no_crf),
     }
 
@@ -71,9 +78,13 @@ def main() -> None:
     trained = load_trained(args.checkpoint)
     scenes = SyntheticStreets(args.scenes, tuple(args.size), TEST_SEED, ("night",))
     batches = [collate([scenes[i]]) for i in range(args.scenes)]
-    detected = [len(trained.model.analyse(b.image, b.modalities, b.present).detections[0].boxes) for b in batches]
+    analysed = [trained.model.analyse(b.image, b.modalities, b.present) for b in batches]
+    detected = [len(a.detections[0].boxes) for a in analysed]
+    gates = torch.cat([a.local.gates for a in analysed])
+    closed = (gates < trained.model.local_branch.gates.threshold).float().mean(0) if len(gates) else gates.new_zeros(3)
     print(f"{platform.machine()}, {torch.get_num_threads()} threads; {args.size[0]}×{args.size[1]}, batch 1, median of "
-          f"{args.runs} runs per scene; detections per scene: {detected}")
+          f"{args.runs} runs per scene; detections per scene: {detected}; closed gates (edge / context / consistency): "
+          + " / ".join(f"{100 * float(c):.0f} %" for c in closed))
     print("| model | latency (ms) | FPS | FPS ratio to DeepLabV3+ (RGB) | params (M) |\n|---|---|---|---|---|")
     reference = None
     for name, (model, setting) in rows(trained.model, len(trained.classes)).items():
