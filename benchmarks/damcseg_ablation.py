@@ -60,7 +60,8 @@ def run(path: str, overrides: dict[str, Any], eval_samples: int, device: torch.d
 def markdown(rows: list[dict[str, Any]]) -> str:
     conditions = list(rows[0]["metrics"])
     first = conditions[0]
-    header = ["row", "iterations", *[f"mIoU {c}" for c in conditions], f"small-obj mIoU ({first})", "boundary F", "tiny recall", "occluded recall"]
+    header = ["row", "iterations", *[f"mIoU {c}" for c in conditions], f"small-obj mIoU ({first})"]
+    header += ["boundary F", "tiny recall", "occluded recall"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         m = row["metrics"]

@@ -205,7 +205,8 @@ def predict(
             raise DataError(f"--modality expects name=path, got '{item}'")
         maps[name] = read_map(path)
         if maps[name].shape[:2] != rgb.shape[:2]:
-            raise DataError(f"{path}: modality '{name}' is {maps[name].shape[0]}×{maps[name].shape[1]} but the image is {rgb.shape[0]}×{rgb.shape[1]}")
+            size, image_size = "×".join(map(str, maps[name].shape[:2])), "×".join(map(str, rgb.shape[:2]))
+            raise DataError(f"{path}: modality '{name}' is {size} but the image is {image_size}")
     prediction = Predictor(trained.model, flip=flip).predict(rgb, maps)
     palette = default_palette(len(trained.classes))
     blended = (overlay(rgb, prediction.labels, palette) * 255).astype("uint8")

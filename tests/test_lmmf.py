@@ -133,7 +133,8 @@ def test_attention_starts_keeping_rgb_and_counting_sensors() -> None:
     rgb = 0.01 * torch.randn(2, 8, 6, 6)  # W·F ≈ 0: the weights are the sigmoid of the biases
     depth = torch.randn(2, 4, 6, 6)
     weights = attention.weights(rgb, {"depth": depth})
-    torch.testing.assert_close(weights["rgb"], torch.full_like(weights["rgb"], torch.sigmoid(torch.tensor(2.0)).item()), atol=0.02, rtol=0)
+    expected = torch.full_like(weights["rgb"], torch.sigmoid(torch.tensor(2.0)).item())
+    torch.testing.assert_close(weights["rgb"], expected, atol=0.02, rtol=0)
     without_depth = rgb * attention.weights(rgb, {"depth": torch.zeros(2, 4, 6, 6)})["rgb"]
     assert float((attention(rgb, {"depth": depth}) - without_depth).abs().mean()) > 0.1  # the sensor counts at once
 

@@ -13,8 +13,8 @@ import torch
 
 from rgbxseg.config import parse_config
 from rgbxseg.data import SyntheticStreets
-from rgbxseg.errors import ConfigError
 from rgbxseg.engine.trainer import train
+from rgbxseg.errors import ConfigError
 from rgbxseg.export import export_onnx, onnx_parity
 from rgbxseg.models import create_model
 from rgbxseg.predictor import Predictor, load_trained
@@ -55,7 +55,8 @@ def test_predict_and_export_cli(checkpoint: Path, tmp_path: Path) -> None:
     cv2.imwrite(str(image), (raw.image[..., ::-1] * 255).astype(np.uint8))
     cv2.imwrite(str(depth), (raw.modalities["depth"][..., 0] * 65535).astype(np.uint16))
     run = lambda *args: subprocess.run([sys.executable, "-m", "rgbxseg.cli", *args], cwd=REPO, capture_output=True, text=True)  # noqa: E731
-    result = run("predict", str(image), "--checkpoint", str(checkpoint), "--modality", f"depth={depth}", "--out-dir", str(tmp_path / "out"))
+    out_dir = str(tmp_path / "out")
+    result = run("predict", str(image), "--checkpoint", str(checkpoint), "--modality", f"depth={depth}", "--out-dir", out_dir)
     assert result.returncode == 0, result.stderr
     label = cv2.imread(str(tmp_path / "out" / "scene_label.png"), cv2.IMREAD_UNCHANGED)
     assert label.shape == (48, 64) and label.max() < 9

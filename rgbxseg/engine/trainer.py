@@ -86,7 +86,9 @@ def param_groups(model: nn.Module, cfg: ExperimentConfig) -> list[dict[str, Any]
     for stage in cfg.optim.stages:
         unknown = set(stage.lr) - known
         if unknown:
-            raise ConfigError(f"optim.stages '{stage.name}': unknown parameter parts {sorted(unknown)} (this model has {sorted(known)})")
+            raise ConfigError(
+                f"optim.stages '{stage.name}': unknown parameter parts {sorted(unknown)} (this model has {sorted(known)})"
+            )
     groups = []
     for name, params in parts.items():
         if params:
@@ -290,7 +292,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
                 if self.env.is_main:
-                    row = {"iteration": state.iteration, "epoch": state.epoch, "loss": round(loss, 5), "lr": lr, "elapsed": round(state.elapsed, 2)}
+                    row = {"iteration": state.iteration, "epoch": state.epoch, "loss": round(loss, 5), "lr": lr}
+                    row["elapsed"] = round(state.elapsed, 2)
                     row |= {name: round(value, 5) for name, value in parts.items()}
                     _append_csv(self.run_dir / "train_log.csv", row)
                 if state.iteration % cfg.train.checkpoint_every == 0:

@@ -25,7 +25,9 @@ class GlobalBranch(nn.Module):
     ) -> None:
         super().__init__()
         self.aspp = ASPP(in_channels, aspp_channels, rates=(6, 12, 18), separable=True, reduce_to=aspp_channels)
-        self.decoder = DeepLabDecoder(aspp_channels, low_level_channels, num_classes, decoder_channels=decoder_channels, separable=True)
+        self.decoder = DeepLabDecoder(
+            aspp_channels, low_level_channels, num_classes, decoder_channels=decoder_channels, separable=True
+        )
 
     def forward(self, context: Tensor, low_level: Tensor, size: tuple[int, int]) -> Tensor:
         """Logits at ``size`` from the last-stage and stride-4 features."""

@@ -235,7 +235,9 @@ class DAMCSeg(nn.Module):
         return sensors, presence
 
     # ---------------------------------------------------------------------------------------- forward
-    def _backbone(self, x: Tensor, maps: dict[str, Tensor], flags: dict[str, Tensor]) -> tuple[list[Tensor], Tensor | None, Tensor, dict[str, Tensor]]:
+    def _backbone(
+        self, x: Tensor, maps: dict[str, Tensor], flags: dict[str, Tensor]
+    ) -> tuple[list[Tensor], Tensor | None, Tensor, dict[str, Tensor]]:
         """Stage outputs (strides 4, 8, 16, 16 seg copy), the detection copy's output, the mean
         reconstruction loss and the sensor presence after modality dropout."""
         stages = self.encoder.stages
@@ -396,5 +398,6 @@ class DAMCSeg(nn.Module):
                 align = alignment_loss(matched.boxes, matched.batch_index, matched.classes, output.logits.argmax(1).detach())
         seg = seg + AUX_WEIGHT * aux
         total = dsjl(det, seg, align, self.seg_weight, self.align_weight) + self.reconstruction_weight * output.reconstruction
-        parts |= {name: float(value.detach()) for name, value in (("aux", aux), ("align", align), ("reconstruction", output.reconstruction))}
+        logged = {"aux": aux, "align": align, "reconstruction": output.reconstruction}
+        parts |= {name: float(value.detach()) for name, value in logged.items()}
         return total, parts

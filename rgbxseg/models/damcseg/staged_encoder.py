@@ -47,7 +47,8 @@ def _module_sequence(encoder: Encoder) -> tuple[list[nn.Module], list[int]]:
 class StagedEncoder(nn.Module):
     """``encoder``'s five stages (strides 2, 4, 8, 16 and 16 or 32) as :attr:`stages`.
 
-    ``normalize`` applies the encoder's input normalisation (RGB, plus early-fused modality channels when the encoder was widened); ``stages[k]`` maps the output of stage
+    ``normalize`` applies the encoder's input normalisation (RGB, plus early-fused modality channels
+    when the encoder was widened); ``stages[k]`` maps the output of stage
     ``k - 1`` to that of stage ``k``. :meth:`duplicate_last` returns an independent copy of the last
     stage (same initial weights) for a second task.
     """

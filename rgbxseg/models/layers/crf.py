@@ -15,7 +15,8 @@ Decisions (the paper leaves these open):
 * Pairs are restricted to a k×k window (k odd) around each pixel, so the cost is O(k²·K·H·W) and runs on any
   device in plain torch. The loop over window offsets uses shifted views of a zero-padded tensor (not
   ``torch.roll``, which would wrap around the image border; not ``unfold``, which would need k² copies of Q);
-  the k² − 1 per-pixel pair weights do not depend on Q and are computed once per image. Neighbours outside the image do not exist (they take no part in the normalisation).
+  the k² − 1 per-pixel pair weights do not depend on Q and are computed once per image. Neighbours
+  outside the image do not exist (they take no part in the normalisation).
 * Each kernel's message is normalised by the kernel's total weight over the pixel's window (Krähenbühl's
   DenseCRF code offers the same normalisation): a message is a weighted average of the neighbours' Q times the
   kernel weight, so ``w_a`` and ``w_s`` are on the logit scale and mean the same at every window size.
