@@ -9,7 +9,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from rgbxseg.data.augment import Pipeline, RandomOcclusion, TinyTargetZoom
+from rgbxseg.data.augment import Pipeline, RandomOcclusion, TinyTargetZoom, with_damcseg_augmentations
 from rgbxseg.data.sample import RawSample, to_sample
 from rgbxseg.data.transforms import JointTransform
 
@@ -174,3 +174,16 @@ def test_invalid_arguments() -> None:
         Pipeline([])
     with pytest.raises(TypeError, match="seeded transform"):
         Pipeline([lambda raw: raw])
+
+
+def test_damcseg_training_transform_orders_zoom_joint_occlusion() -> None:
+    joint = JointTransform([A.HorizontalFlip(p=0.5)], seed=0)
+    assert with_damcseg_augmentations(joint) is joint  # nothing extra asked: the joint transform alone
+    pipeline = with_damcseg_augmentations(joint, occlusion=1.0, tiny_zoom=1.0)
+    assert isinstance(pipeline, Pipeline)
+    assert [type(step) for step in pipeline.steps] == [TinyTargetZoom, JointTransform, RandomOcclusion]
+    raw = street()
+    pipeline.reseed(7)
+    first = pipeline(raw)
+    pipeline.reseed(7)
+    assert_equal_samples(first, pipeline(raw))
