@@ -181,6 +181,16 @@ def _check_instances(label: Tensor, instances: Sequence[Instances | None]) -> No
             )
 
 
+def _instance_loss_inputs(
+    logits: Tensor, label: Tensor, instances: Sequence[Instances | None], ignore_index: int, pixel_ce: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Checked inputs of the per-instance losses: the B×H×W pixel CE and the non-ignored mask."""
+    _check_pair(logits, label)
+    _check_instances(label, instances)
+    ce = _pixel_ce(logits, label, ignore_index) if pixel_ce is None else pixel_ce
+    return ce, label != ignore_index
+
+
 def _instance_mean(weights: Tensor, ce: Tensor, valid: Tensor) -> Tensor:
     """Per instance weighted mean of one image's CE map: weights N×H×W, ce and valid H×W → N values
     (instances whose weighted pixels are all ignored are dropped)."""
@@ -211,12 +221,9 @@ def tiny_target_loss(
     Returns:
         The mean over tiny instances of their mean pixel CE (0 when there is none).
     """
-    _check_pair(logits, label)
-    _check_instances(label, instances)
     if max_area < 1:
         raise ValueError(f"max_area must be >= 1, got {max_area}")
-    ce = _pixel_ce(logits, label, ignore_index) if pixel_ce is None else pixel_ce
-    valid = label != ignore_index
+    ce, valid = _instance_loss_inputs(logits, label, instances, ignore_index, pixel_ce)
     means: list[Tensor] = []
     for index, item in enumerate(instances):
         if item is None or not len(item):
@@ -264,12 +271,9 @@ def occluded_region_loss(
     Returns:
         The mean over occluded instances of their weighted mean pixel CE (0 when there is none).
     """
-    _check_pair(logits, label)
-    _check_instances(label, instances)
     if width < 1:
         raise ValueError(f"interface width must be >= 1, got {width}")
-    ce = _pixel_ce(logits, label, ignore_index) if pixel_ce is None else pixel_ce
-    valid = label != ignore_index
+    ce, valid = _instance_loss_inputs(logits, label, instances, ignore_index, pixel_ce)
     means: list[Tensor] = []
     for index, item in enumerate(instances):
         if item is None or not len(item):
