@@ -1,0 +1,93 @@
+"""ParallelFPN of MMMS (seeds/003, SPEC 6; supplementary section I): four parallel scaling modules turn the
+ViT token maps after blocks 3, 6, 9, 12 (stride = patch size p, e.g. 14) into a pyramid at strides 4, 8, 16,
+32 with channels C = (64, 128, 320, 512) by default.
+
+Like ViTDet's SimpleFPN each scale is a short feed-forward stack of convolutions / transposed convolutions,
+LayerNorm (GroupNorm with one group) and GELU; because p = 14 is not a power of two, each scale ends with a
+bilinear interpolation to the exact pyramid size. The pyramid sizes follow the SegFormer convention used by
+every MMMS pyramid (stride-4 stem with padding, then stride-2 steps): ``ceil(H / 4)``, then halved with
+ceiling — :func:`pyramid_sizes`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DEFAULT_CHANNELS = (64, 128, 320, 512)
+STRIDES = (4, 8, 16, 32)
+
+
+def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """(h, w) of the stride 4, 8, 16, 32 maps of an H×W input: ceil(·/4), then repeated ceil-halving."""
+    sizes = [(math.ceil(height / 4), math.ceil(width / 4))]
+    for _ in STRIDES[1:]:
+        h, w = sizes[-1]
+        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return sizes
+
+
+def layer_norm(channels: int) -> nn.GroupNorm:
+    """LayerNorm over channels of a B×C×H×W map (GroupNorm with a single group, as the paper does)."""
+    return nn.GroupNorm(1, channels)
+
+
+class _Scale(nn.Module):
+    """One scaling module: ``pre`` (resampling towards the target stride) → resize → 1×1 conv → LN → GELU →
+    3×3 conv → LN."""
+
+    def __init__(self, pre: nn.Module, pre_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.pre = pre
+        self.post = nn.Sequential(
+            nn.Conv2d(pre_channels, out_channels, 1, bias=False),
+            layer_norm(out_channels),
+            nn.GELU(),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            layer_norm(out_channels),
+        )
+
+    def forward(self, tokens: Tensor, size: tuple[int, int]) -> Tensor:
+        x = self.pre(tokens)
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.post(x)
+
+
+def _upsample(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2), layer_norm(out_channels), nn.GELU())
+
+
+class ParallelFPN(nn.Module):
+    """ViT token maps (4 × B×D×H/p×W/p) → feature pyramid (B×C_i×h_i×w_i at strides 4, 8, 16, 32).
+
+    Scale 4 upsamples block 3's tokens ×4 with two transposed convolutions (p/4 = 3.5 for p = 14, then
+    interpolated), scale 8 ×2 with one, scale 16 only interpolates, scale 32 halves with a stride-2 conv.
+
+    Args:
+        embed_dim: ViT width D (384 for ViT-S).
+        channels: pyramid channels C_1..C_4.
+    """
+
+    def __init__(self, embed_dim: int = 384, channels: tuple[int, int, int, int] = DEFAULT_CHANNELS) -> None:
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"ParallelFPN: expected 4 pyramid channels, got {channels}")
+        half, quarter = embed_dim // 2, embed_dim // 4
+        self.channels = tuple(channels)
+        self.scales = nn.ModuleList(
+            [
+                _Scale(nn.Sequential(_upsample(embed_dim, half), _upsample(half, quarter)), quarter, channels[0]),
+                _Scale(_upsample(embed_dim, half), half, channels[1]),
+                _Scale(nn.Identity(), embed_dim, channels[2]),
+                _Scale(nn.Conv2d(embed_dim, embed_dim, 3, stride=2, padding=1), embed_dim, channels[3]),
+            ]
+        )
+
+    def forward(self, tokens: list[Tensor], image_size: tuple[int, int]) -> list[Tensor]:
+        if len(tokens) != 4:
+            raise ValueError(f"ParallelFPN: expected the maps of 4 ViT blocks, got {len(tokens)}")
+        sizes = pyramid_sizes(*image_size)
+        return [scale(t, size) for scale, t, size in zip(self.scales, tokens, sizes, strict=True)]
