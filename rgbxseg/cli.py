@@ -124,10 +124,22 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its last.pt."),
     overrides: list[str] = SetOption,
 ) -> None:
-    """Train a segmenter; checkpoints and logs go to <output_dir>/<name>/. Use torchrun for data parallel."""
+    """Train a segmenter, or the MMMS interactive head (a config with 'task: interactive'); checkpoints and
+    logs go to <output_dir>/<name>/. Use torchrun for data parallel (segmenters)."""
     from rgbxseg.config import load_config
     from rgbxseg.engine.trainer import train as run_training
+    from rgbxseg.interactive.config import config_task, load_interactive_config
 
+    if config_task(config) == "interactive":
+        from rgbxseg.interactive.trainer import train_interactive
+
+        icfg = load_interactive_config(config, _overrides(overrides))
+        result = train_interactive(icfg, resume=resume)
+        console.print(
+            f"finished {icfg.name}: {result['iterations']} iterations in {result['seconds'] / 60:.1f} min, "
+            f"last batch IoU {result['iou']:.3f} → {icfg.run_dir / 'mmms.safetensors'}"
+        )
+        return
     cfg = load_config(config, _overrides(overrides))
     state = run_training(cfg, resume=resume)
     console.print(f"finished {cfg.name}: {state.iteration} iterations, best val mIoU {state.best_miou:.2f} → {cfg.run_dir}")
@@ -214,6 +226,124 @@ def predict(
         with atomic_path(out_dir / f"{image.stem}_{suffix}.png") as tmp:
             cv2.imwrite(str(tmp), array)
     console.print(f"wrote {out_dir / (image.stem + '_label.png')} and {out_dir / (image.stem + '_overlay.png')}")
+
+
+@app.command("extract-features")
+def extract_features(
+    dataset: str = typer.Argument(..., help="bsds, camvid, synthetic, mri, grabcut, berkeley, davis or rgbx."),
+    root: Path | None = RootOption,
+    split: str | None = typer.Option(None, "--split", help="Split (default: the dataset's first)."),
+    modalities: str = ModalitiesOption,
+    views: int = typer.Option(
+        0, "--views", min=0, help="0: cache what the annotation engine needs; N: write N augmented training views per image."
+    ),
+    out: Path = typer.Option(Path("runs/features"), "--out", help="Feature cache (or training views) folder."),
+    size: int = typer.Option(448, "--size", help="Long side (cache) or crop side (views); a multiple of 14."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images."),
+) -> None:
+    """Run the frozen DINOv2 backbone over a whole dataset once, ahead of annotation or training."""
+    from rgbxseg.data import build_dataset, dataset_splits
+    from rgbxseg.interactive.engine import as_image_tensor, network_input
+    from rgbxseg.interactive.views import ViewAugment, ViewSource, extract_views
+    from rgbxseg.models.mmms import Dinov2Backbone, FeatureCache
+
+    chosen = split or dataset_splits(dataset)[0]
+    backbone = Dinov2Backbone()
+    if views:
+        source = ViewSource(dataset, chosen, root, views, _names(modalities), {}, limit)
+        written = extract_views(source, backbone, out / backbone.backbone_id, ViewAugment(size=size))
+        console.print(f"{len(written)} training views in {out / backbone.backbone_id / source.key()}")
+        return
+    data = build_dataset(dataset, chosen, root, _names(modalities))
+    cache = FeatureCache(backbone, out, capacity=1)
+    count = len(data) if limit is None else min(limit, len(data))
+    for index in tqdm(range(count), desc=f"features {dataset}/{chosen}", unit="image"):
+        cache.features(network_input(as_image_tensor(data.load(index).image), size, backbone.patch_size))
+    computed, cached = cache.hits["computed"], cache.hits["disk"]
+    console.print(f"features of {count} images: {computed} computed, {cached} already cached → {cache.directory}")
+
+
+@app.command("interactive-eval")
+def interactive_eval(
+    dataset: str = typer.Option(..., "--dataset", help="grabcut, berkeley, davis (NoC); camvid, bsds (NoCMS); mri."),
+    root: Path | None = RootOption,
+    split: str | None = typer.Option(None, "--split", help="Split (default: test, else val, else the only one)."),
+    weights: str = typer.Option("vit_s14", "--weights", help="MMMS weights: a shipped name or a .safetensors file."),
+    protocol: str = typer.Option(
+        "auto", "--protocol", help="noc, nocms or auto (noc for object sets, nocms for camvid/bsds, both for mri)."
+    ),
+    max_clicks: int = typer.Option(20, "--max-clicks", min=1),
+    options: list[str] = typer.Option([], "--option", help="Dataset option key=value (e.g. patients=[patient26])."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images."),
+    cache: Path | None = typer.Option(None, "--cache", help="Feature cache folder (see extract-features)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the mIoU-per-click curve(s) as PNG here."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: torch's default)."),
+) -> None:
+    """Simulated-click evaluation of the MMMS engine: NoC@85/90, NoF, mIoU per click, NoCMS/FRMS@(80,70) and
+    seconds per click with and without the backbone. A model with modalities is also run with them withheld."""
+    import json
+
+    import torch
+
+    from rgbxseg.atomic import atomic_write_text
+    from rgbxseg.data import build_dataset, dataset_splits
+    from rgbxseg.interactive.engine import MMMSEngine
+    from rgbxseg.interactive.evaluate import evaluate_multi_surface, evaluate_single_object, plot_curves
+    from rgbxseg.interactive.surfaces import surface_kind
+
+    if threads:
+        torch.set_num_threads(threads)
+    kind = surface_kind(dataset)
+    splits = dataset_splits(dataset)
+    chosen = split or next((s for s in ("test", "val") if s in splits), splits[0])
+    protocols = _protocols(dataset, protocol)
+    engine = MMMSEngine.from_weights(weights, cache)
+    data = build_dataset(dataset, chosen, root, **_overrides(options))
+    runs = {"with modalities": True, "RGB only": False} if engine.modalities else {"RGB only": False}
+    results: dict[str, dict] = {}
+    for label, use in runs.items():
+        if "noc" in protocols:
+            results[f"NoC, {label}"] = evaluate_single_object(
+                engine, data, kind, max_clicks, modalities=use, limit=limit
+            )
+        if "nocms" in protocols:
+            results[f"NoCMS, {label}"] = evaluate_multi_surface(
+                engine, data, kind, max_clicks=max_clicks, modalities=use, limit=limit
+            )
+    _print_interactive(results, f"{dataset}/{chosen}")
+    if out is not None:
+        payload = {"dataset": dataset, "split": chosen, "weights": weights, "threads": torch.get_num_threads()}
+        payload["results"] = results
+        atomic_write_text(out, json.dumps(payload, indent=2))
+    if plot is not None:
+        curves = {k: v["mIoU_per_click"] for k, v in results.items() if "mIoU_per_click" in v}
+        if curves:
+            plot_curves(curves, plot, f"MMMS on {dataset}/{chosen}")
+            console.print(f"wrote {plot}")
+
+
+def _protocols(dataset: str, protocol: str) -> tuple[str, ...]:
+    from rgbxseg.errors import ConfigError
+
+    if protocol == "auto":
+        return {"camvid": ("nocms",), "bsds": ("nocms",), "mri": ("noc", "nocms")}.get(dataset, ("noc",))
+    if protocol not in ("noc", "nocms"):
+        raise ConfigError(f"--protocol must be noc, nocms or auto, got '{protocol}'")
+    return (protocol,)
+
+
+def _print_interactive(results: dict[str, dict], title: str) -> None:
+    """One row per metric, one column per run (the mIoU-per-click curve goes to --plot / --out)."""
+    table = Table(title=f"MMMS interactive evaluation on {title}")
+    table.add_column("metric")
+    for name in results:
+        table.add_column(name, justify="right")
+    keys = [k for k in dict.fromkeys(k for r in results.values() for k in r) if k != "mIoU_per_click"]
+    for key in keys:
+        cells = [results[name].get(key, "") for name in results]
+        table.add_row(key, *(f"{c:.2f}" if isinstance(c, float) else str(c) for c in cells))
+    console.print(table)
 
 
 @app.command()

@@ -8,7 +8,7 @@ ignored. No inheritance between files and no names evaluated as code: what you r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,6 +18,9 @@ from rgbxseg.errors import ConfigError
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ConfigT = TypeVar("ConfigT", bound=Strict)
 
 
 class ModelConfig(Strict):
@@ -141,17 +144,12 @@ def _format_error(path: Path | str, error: ValidationError) -> str:
 
 
 def parse_config(data: dict[str, Any], source: Path | str = "<config>") -> ExperimentConfig:
-    """Validate a config mapping; :class:`ConfigError` names the source and every bad key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a config must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return ExperimentConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(_format_error(source, error)) from None
+    """Validate a segmentation config mapping; :class:`ConfigError` names the source and every bad key."""
+    return validate_config(ExperimentConfig, data, source)
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Read and validate a YAML config; ``overrides`` maps dotted keys (``train.iterations``) to values."""
+def read_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
+    """Safe-load a YAML config file and apply ``overrides`` (dotted keys such as ``train.iterations``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -159,9 +157,26 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if overrides and not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value, path)
-    return parse_config(data, path)
+    return data
+
+
+def validate_config(model: type[ConfigT], data: Any, source: Path | str) -> ConfigT:
+    """Validate a config mapping with ``model``; :class:`ConfigError` names the source and every bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a config must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(source, error)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read and validate a YAML config; ``overrides`` maps dotted keys (``train.iterations``) to values."""
+    return parse_config(read_yaml(path, overrides), path)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: Path) -> None:

@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 
 from rgbxseg.config import load_config
+from rgbxseg.interactive.config import config_task, load_interactive_config
 from rgbxseg.models import create_model
+from rgbxseg.models.mmms import MMMSNet
 from tests.conftest import REPO
 
-CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+CONFIGS = [p for p in ALL_CONFIGS if config_task(p) != "interactive"]
+INTERACTIVE = [p for p in ALL_CONFIGS if config_task(p) == "interactive"]
 
 
 def test_configs_exist() -> None:
@@ -29,3 +33,11 @@ def test_config_builds(path: Path) -> None:
     assert tuple(model.modality_channels) == (cfg.data.modalities or ())
     if cfg.optim.stages:  # every stage names parts the model has
         assert all(set(stage.lr) <= set(model.parameter_parts()) for stage in cfg.optim.stages)
+
+
+@pytest.mark.parametrize("path", INTERACTIVE, ids=lambda p: str(p.relative_to(REPO)))
+def test_interactive_config_builds(path: Path) -> None:
+    cfg = load_interactive_config(path)
+    net = MMMSNet(cfg.model.mmms())
+    assert (net.fuser is None) == (not cfg.model.modalities)
+    assert all(source.source().key().startswith(source.dataset) for source in cfg.data.sources)

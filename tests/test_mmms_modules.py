@@ -38,7 +38,9 @@ def test_pyramid_sizes_follow_the_segformer_strides(size: tuple[int, int], expec
 def test_parallel_fpn_turns_stride_14_tokens_into_the_pyramid() -> None:
     fpn = ParallelFPN(384, (16, 32, 64, 128))
     maps = fpn(tokens_for(336, 462, batch=2), (336, 462))
-    assert [tuple(m.shape) for m in maps] == [(2, c, h, w) for c, (h, w) in zip((16, 32, 64, 128), pyramid_sizes(336, 462))]
+    assert [tuple(m.shape) for m in maps] == [
+        (2, c, h, w) for c, (h, w) in zip((16, 32, 64, 128), pyramid_sizes(336, 462))
+    ]
     with pytest.raises(ValueError, match="4 ViT blocks"):
         fpn(tokens_for(336, 462)[:3], (336, 462))
 

@@ -1,4 +1,4 @@
-"""Learning-rate schedules as a function of training progress in [0, 1].
+"""Learning-rate schedules as a function of training progress in [0, 1], and the mixed-precision switch.
 
 Progress is iterations done / total iterations, or elapsed / budgeted wall-clock time for the
 fixed-time CPU protocol — the same poly or cosine curve either way, with an optional linear warm-up
@@ -8,6 +8,9 @@ fixed-time CPU protocol — the same poly or cosine curve either way, with an op
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
 
 
 def lr_factor(progress: float, iteration: int, schedule: str, warmup_iterations: int = 0, power: float = 0.9) -> float:
@@ -26,3 +29,9 @@ def lr_factor(progress: float, iteration: int, schedule: str, warmup_iterations:
     if iteration < warmup_iterations:
         factor *= (iteration + 1) / warmup_iterations
     return factor
+
+
+def autocast(amp: str, device: torch.device) -> AbstractContextManager:
+    """bf16 autocast for ``amp`` = ``bf16``, or ``auto`` on a GPU; a no-op otherwise (float32 on CPU)."""
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()

@@ -15,12 +15,9 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,9 +32,10 @@ from rgbxseg.data.augment import with_damcseg_augmentations
 from rgbxseg.data.base import SegSubset
 from rgbxseg.engine import distributed
 from rgbxseg.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from rgbxseg.engine.csv_log import append_csv, truncate_csv
 from rgbxseg.engine.evaluate import evaluate
 from rgbxseg.engine.loader import SeededView, epoch_loader, steps_per_epoch
-from rgbxseg.engine.schedule import lr_factor
+from rgbxseg.engine.schedule import autocast, lr_factor
 from rgbxseg.errors import ConfigError
 from rgbxseg.models import create_model
 
@@ -117,35 +115,6 @@ def _done(cfg: ExperimentConfig, state: Progress) -> bool:
     return _progress_fraction(cfg, state) >= 1.0
 
 
-def _autocast(cfg: ExperimentConfig, device: torch.device) -> AbstractContextManager:
-    use_bf16 = cfg.train.amp == "bf16" or (cfg.train.amp == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _truncate_csv(path: Path, iteration: int) -> None:
-    """Drop log rows written after the checkpoint a run resumes from (they will be written again)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= iteration]
-    if rows:
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        path.unlink()
-
-
 class Trainer:
     """One training run (see the module docstring)."""
 
@@ -187,7 +156,7 @@ class Trainer:
         set_rng_state(checkpoint["rng"])
         if self.env.is_main:
             for log in ("train_log.csv", "val_log.csv"):
-                _truncate_csv(self.run_dir / log, self.state.iteration)
+                truncate_csv(self.run_dir / log, self.state.iteration)
 
     def checkpoint_payload(self) -> dict[str, Any]:
         return {
@@ -229,7 +198,7 @@ class Trainer:
         batch = batch.to(self.env.device, non_blocking=True)
         image = batch.image.contiguous(memory_format=self.memory_format)
         modalities = {k: v.contiguous(memory_format=self.memory_format) for k, v in batch.modalities.items()}
-        with _autocast(self.cfg, self.env.device):
+        with autocast(self.cfg.train.amp, self.env.device):
             output = self.net(image, modalities, **self.model.training_inputs(batch))
             loss, parts = self.model.loss(output, batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -247,7 +216,7 @@ class Trainer:
         if self.env.is_main:
             result = evaluate(self.model, self.val_set, self.cfg.eval, self.env.device, progress=self.progress_bar)
             row = {"iteration": self.state.iteration} | {k: round(result[k], 4) for k in ("mIoU", "mAcc", "aAcc", "mF1")}
-            _append_csv(self.run_dir / "val_log.csv", row)
+            append_csv(self.run_dir / "val_log.csv", row)
             if result["mIoU"] > self.state.best_miou:
                 self.state.best_miou = result["mIoU"]
                 self._save("best.pt")
@@ -295,7 +264,7 @@ class Trainer:
                     row = {"iteration": state.iteration, "epoch": state.epoch, "loss": round(loss, 5), "lr": lr}
                     row["elapsed"] = round(state.elapsed, 2)
                     row |= {name: round(value, 5) for name, value in parts.items()}
-                    _append_csv(self.run_dir / "train_log.csv", row)
+                    append_csv(self.run_dir / "train_log.csv", row)
                 if state.iteration % cfg.train.checkpoint_every == 0:
                     self._save("last.pt")
                 if state.iteration % cfg.train.val_every == 0:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,17 +24,40 @@ from torch import Tensor
 
 from rgbxseg.errors import DataError
 from rgbxseg.interactive.click_simulator import CLICK_RADIUS, Click, click_maps
-from rgbxseg.models.mmms.backbone import FeatureBackbone
+from rgbxseg.models.mmms.backbone import Dinov2Backbone, FeatureBackbone
 from rgbxseg.models.mmms.feature_cache import FeatureCache
 from rgbxseg.models.mmms.model import MMMSNet
+from rgbxseg.models.mmms.weights_file import load_mmms
 
 LONG_SIDE = 448
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+#: weights shipped inside the package: name → file in rgbxseg/weights/
+SHIPPED_WEIGHTS = {"vit_s14": "mmms_vits14.safetensors"}
+
+
+def weights_file(weights: str | Path) -> Path:
+    """A shipped weights name (:data:`SHIPPED_WEIGHTS`) or a path → the file, with a clear error if absent."""
+    if str(weights) in SHIPPED_WEIGHTS:
+        path = WEIGHTS_DIR / SHIPPED_WEIGHTS[str(weights)]
+        if not path.is_file():
+            raise DataError(f"{path}: the shipped MMMS weights are missing from this installation; reinstall rgbxseg")
+        return path
+    path = Path(weights)
+    if not path.is_file():
+        raise DataError(f"{path}: MMMS weights file not found (or use a shipped name: {', '.join(SHIPPED_WEIGHTS)})")
+    return path
 
 
 def network_size(height: int, width: int, long_side: int = LONG_SIDE, multiple: int = 14) -> tuple[int, int]:
     """Network input size for an H×W image: long side ≈ ``long_side``, both sides multiples of ``multiple``."""
     scale = long_side / max(height, width)
     return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (height, width))  # type: ignore[return-value]
+
+
+def network_input(image: Tensor, long_side: int = LONG_SIDE, multiple: int = 14) -> Tensor:
+    """The 3×H'×W' image the backbone sees: resized to :func:`network_size` (what the feature cache keys)."""
+    size = network_size(*image.shape[-2:], long_side=long_side, multiple=multiple)
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
 
 
 def as_image_tensor(image: np.ndarray | Tensor) -> Tensor:
@@ -106,6 +130,20 @@ class MMMSEngine:
         self.cache = cache or FeatureCache(backbone)
         self.long_side = long_side
 
+    @classmethod
+    def from_weights(
+        cls,
+        weights: str | Path = "vit_s14",
+        cache_dir: str | Path | None = None,
+        long_side: int = LONG_SIDE,
+        device: str | torch.device = "cpu",
+    ) -> MMMSEngine:
+        """The engine of a weights file (or of the weights shipped in the package) on the DINOv2 ViT-S/14
+        backbone, with a feature cache in memory and, given ``cache_dir``, on disk."""
+        net = load_mmms(weights_file(weights))
+        backbone = Dinov2Backbone().to(device)
+        return cls(net, backbone, FeatureCache(backbone, cache_dir), long_side, device)
+
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.net.config.modalities)
@@ -121,8 +159,8 @@ class MMMSEngine:
         if unknown:
             known = ", ".join(self.modalities) or "none (RGB-only model)"
             raise DataError(f"unknown modalities {sorted(unknown)}; this model knows: {known}")
-        input_size = network_size(*size, long_side=self.long_side, multiple=self.backbone.patch_size)
-        resized = F.interpolate(rgb[None], size=input_size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+        resized = network_input(rgb, self.long_side, self.backbone.patch_size)
+        input_size = tuple(resized.shape[-2:])
         tokens = [t.to(self.device) for t in self.cache.features(resized)]
         extra = {
             name: F.interpolate(

@@ -83,7 +83,12 @@ class InteractiveSession:
         joint = self._state.joint.copy()
         joint.write(surface, probability > PRED_THRESHOLD)
         self._push(
-            _State(joint, self._state.clicks | {surface: clicks}, self._state.probabilities | {surface: probability}, surface)
+            _State(
+                joint,
+                self._state.clicks | {surface: clicks},
+                self._state.probabilities | {surface: probability},
+                surface,
+            )
         )
         return self.mask()
 

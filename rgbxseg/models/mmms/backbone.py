@@ -65,5 +65,8 @@ class Dinov2Backbone(nn.Module):
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"{self.backbone_id}: expected a B×3×H×W RGB batch, got {tuple(image.shape)}")
         if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"{self.backbone_id}: H and W must be multiples of {self.patch_size}, got {height}×{width}")
+            raise ValueError(
+                f"{self.backbone_id}: H and W must be multiples of {self.patch_size}, got {height}×{width}"
+            )
+        image = image.to(self.mean.device)
         return list(self.vit((image - self.mean) / self.std))

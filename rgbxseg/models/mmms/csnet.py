@@ -83,7 +83,9 @@ class CSNet(nn.Module):
     ) -> None:
         super().__init__()
         if not len(pyramid_channels) == len(widths) == len(depths) == 4:
-            raise ValueError(f"CSNet: expected 4 stages, got channels {pyramid_channels}, widths {widths}, depths {depths}")
+            raise ValueError(
+                f"CSNet: expected 4 stages, got channels {pyramid_channels}, widths {widths}, depths {depths}"
+            )
         self.widths = tuple(widths)
         self.inputs = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(pyramid_channels, widths, strict=True))
         self.downsample = nn.ModuleList(
@@ -100,7 +102,9 @@ class CSNet(nn.Module):
     def forward(self, prepared: list[Tensor], interaction: list[Tensor]) -> Tensor:
         """``prepared`` from :meth:`prepare` (batch 1 broadcasts over the interaction batch)."""
         outputs: list[Tensor] = []
-        for i, (stage, norm, f, embedded) in enumerate(zip(self.stages, self.norms, prepared, interaction, strict=True)):
+        for i, (stage, norm, f, embedded) in enumerate(
+            zip(self.stages, self.norms, prepared, interaction, strict=True)
+        ):
             x = f + embedded if i == 0 else self.downsample[i - 1](outputs[-1]) + f + embedded
             outputs.append(norm(stage(x)))
         return self.head(outputs)

@@ -103,7 +103,9 @@ class MMFuser(nn.Module):
         """``present[name]`` (B bools) marks the samples that have the modality; missing keys mean all do."""
         unknown = set(modalities) - set(self.modalities)
         if unknown:
-            raise ValueError(f"MMFuser: unknown modalities {sorted(unknown)}; it was built for {sorted(self.modalities)}")
+            raise ValueError(
+                f"MMFuser: unknown modalities {sorted(unknown)}; it was built for {sorted(self.modalities)}"
+            )
         for name in self.modalities:
             if name not in modalities:
                 continue

@@ -41,6 +41,12 @@ class MMMSConfig:
     depths: tuple[int, int, int, int] = DEFAULT_DEPTHS
     decoder_dim: int = 32
 
+    def __post_init__(self) -> None:
+        # lists from YAML/JSON become tuples, so that configs compare and hash by value
+        for name in ("channels", "widths", "depths"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        object.__setattr__(self, "modalities", {str(k): int(v) for k, v in self.modalities.items()})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -49,8 +55,7 @@ class MMMSConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"MMMSConfig: unknown keys {sorted(unknown)}")
-        tuples = {k: tuple(v) for k, v in data.items() if k in ("channels", "widths", "depths")}
-        return cls(**(dict(data) | tuples))
+        return cls(**data)
 
 
 class MMMSNet(nn.Module):

@@ -3,8 +3,8 @@ ViT token maps after blocks 3, 6, 9, 12 (stride = patch size p, e.g. 14) into a 
 32 with channels C = (64, 128, 320, 512) by default.
 
 Like ViTDet's SimpleFPN each scale is a short feed-forward stack of convolutions / transposed convolutions,
-LayerNorm (GroupNorm with one group) and GELU; because p = 14 is not a power of two, each scale ends with a
-bilinear interpolation to the exact pyramid size. The pyramid sizes follow the SegFormer convention used by
+LayerNorm (GroupNorm with one group) and GELU; because p = 14 is not a power of two, each scale interpolates
+bilinearly to the exact pyramid size. The pyramid sizes follow the SegFormer convention used by
 every MMMS pyramid (stride-4 stem with padding, then stride-2 steps): ``ceil(H / 4)``, then halved with
 ceiling — :func:`pyramid_sizes`.
 """
@@ -35,36 +35,37 @@ def layer_norm(channels: int) -> nn.GroupNorm:
 
 
 class _Scale(nn.Module):
-    """One scaling module: ``pre`` (resampling towards the target stride) → resize → 1×1 conv → LN → GELU →
-    3×3 conv → LN."""
+    """One scaling module: 1×1 conv D→C + LN + GELU at token resolution → ``resample`` (towards the target
+    stride) → bilinear resize to the exact size → depthwise 3×3 + pointwise conv → LN."""
 
-    def __init__(self, pre: nn.Module, pre_channels: int, out_channels: int) -> None:
+    def __init__(self, embed_dim: int, channels: int, resample: nn.Module) -> None:
         super().__init__()
-        self.pre = pre
-        self.post = nn.Sequential(
-            nn.Conv2d(pre_channels, out_channels, 1, bias=False),
-            layer_norm(out_channels),
-            nn.GELU(),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            layer_norm(out_channels),
+        self.reduce = nn.Sequential(nn.Conv2d(embed_dim, channels, 1, bias=False), layer_norm(channels), nn.GELU())
+        self.resample = resample
+        self.refine = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            layer_norm(channels),
         )
 
     def forward(self, tokens: Tensor, size: tuple[int, int]) -> Tensor:
-        x = self.pre(tokens)
+        x = self.resample(self.reduce(tokens))
         if x.shape[-2:] != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return self.post(x)
+        return self.refine(x)
 
 
-def _upsample(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2), layer_norm(out_channels), nn.GELU())
+def _upsample(channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(channels, channels, 2, stride=2), layer_norm(channels), nn.GELU())
 
 
 class ParallelFPN(nn.Module):
     """ViT token maps (4 × B×D×H/p×W/p) → feature pyramid (B×C_i×h_i×w_i at strides 4, 8, 16, 32).
 
-    Scale 4 upsamples block 3's tokens ×4 with two transposed convolutions (p/4 = 3.5 for p = 14, then
-    interpolated), scale 8 ×2 with one, scale 16 only interpolates, scale 32 halves with a stride-2 conv.
+    Block 3 → stride 4 and block 6 → stride 8 upsample ×2 with a transposed convolution (p/2 = 7, then
+    interpolated to 4 or 8), block 9 → stride 16 only interpolates, block 12 → stride 32 halves with a
+    stride-2 depthwise convolution. Channels are reduced first, at token resolution, and the spatial 3×3
+    filtering is depthwise-separable: the FPN is trained on every batch, so its cost is training time.
 
     Args:
         embed_dim: ViT width D (384 for ViT-S).
@@ -75,14 +76,14 @@ class ParallelFPN(nn.Module):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"ParallelFPN: expected 4 pyramid channels, got {channels}")
-        half, quarter = embed_dim // 2, embed_dim // 4
+        c4, c8, c16, c32 = channels
         self.channels = tuple(channels)
         self.scales = nn.ModuleList(
             [
-                _Scale(nn.Sequential(_upsample(embed_dim, half), _upsample(half, quarter)), quarter, channels[0]),
-                _Scale(_upsample(embed_dim, half), half, channels[1]),
-                _Scale(nn.Identity(), embed_dim, channels[2]),
-                _Scale(nn.Conv2d(embed_dim, embed_dim, 3, stride=2, padding=1), embed_dim, channels[3]),
+                _Scale(embed_dim, c4, _upsample(c4)),
+                _Scale(embed_dim, c8, _upsample(c8)),
+                _Scale(embed_dim, c16, nn.Identity()),
+                _Scale(embed_dim, c32, nn.Conv2d(c32, c32, 3, stride=2, padding=1, groups=c32)),
             ]
         )
 

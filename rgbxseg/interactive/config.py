@@ -1,0 +1,119 @@
+"""Typed config of an MMMS training run: ``rgbxseg train --config configs/interactive/X.yaml``.
+
+The YAML carries ``task: interactive``; the rest is validated like every rgbxseg config (unknown keys are
+errors naming the key and the file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rgbxseg.config import Strict, read_yaml, validate_config
+from rgbxseg.interactive.views import ViewAugment, ViewSource
+from rgbxseg.models.mmms.model import MMMSConfig
+
+
+class ViewSourceConfig(Strict):
+    """A dataset split to extract training views from (see :class:`rgbxseg.interactive.views.ViewSource`)."""
+
+    dataset: str
+    split: str
+    root: Path | None = None
+    views: int = Field(default=1, ge=1)
+    modalities: tuple[str, ...] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    limit: int | None = Field(default=None, ge=1)
+
+    def source(self) -> ViewSource:
+        return ViewSource(**self.model_dump())
+
+
+class InteractiveDataConfig(Strict):
+    views_dir: Path = Path("runs/views")
+    sources: tuple[ViewSourceConfig, ...] = Field(min_length=1)
+    crop_size: int = Field(default=448, ge=28)
+    scale: tuple[float, float] = (0.75, 1.4)
+    hflip: bool = True
+    batch_size: int = Field(default=8, ge=1)
+    min_area: int = Field(default=64, ge=1, description="smallest surface (pixels) used as a training target")
+    modality_dropout: float = Field(default=0.3, ge=0, le=1, description="per sample and modality")
+
+    @field_validator("crop_size")
+    @classmethod
+    def _patch_multiple(cls, value: int) -> int:
+        if value % 14:
+            raise ValueError(f"must be a multiple of the ViT patch size 14, got {value}")
+        return value
+
+    def augment(self, seed: int) -> ViewAugment:
+        return ViewAugment(self.crop_size, self.scale, self.hflip, seed)
+
+
+class ClickSamplingConfig(Strict):
+    """RITM-style iterative click sampling: a first click, then 0..``max_rounds`` no-grad rounds that add the
+    simulator's click on the current error before the gradient step."""
+
+    max_rounds: int = Field(default=3, ge=0)
+    simulated_first: float = Field(default=0.5, ge=0, le=1, description="else a random pixel of the surface")
+    random_negative: float = Field(default=0.3, ge=0, le=1, description="probability of an extra negative click")
+
+
+class InteractiveModelConfig(Strict):
+    modalities: dict[str, int] = Field(default_factory=dict)
+    channels: tuple[int, int, int, int] = MMMSConfig.channels
+    widths: tuple[int, int, int, int] = MMMSConfig.widths
+    depths: tuple[int, int, int, int] = MMMSConfig.depths
+    decoder_dim: int = MMMSConfig.decoder_dim
+
+    def mmms(self) -> MMMSConfig:
+        return MMMSConfig(**self.model_dump())
+
+
+class InteractiveOptimConfig(Strict):
+    lr: float = Field(default=5e-4, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup_iterations: int = Field(default=50, ge=0)
+
+
+class InteractiveTrainConfig(Strict):
+    iterations: int | None = Field(default=None, ge=1)
+    time_budget_minutes: float | None = Field(default=None, gt=0)
+    checkpoint_every: int = Field(default=50, ge=1)
+    seed: int = 0
+    amp: Literal["auto", "bf16", "off"] = Field(default="auto", description="auto: bf16 on GPU, off on CPU")
+    threads: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> InteractiveTrainConfig:
+        if (self.iterations is None) == (self.time_budget_minutes is None):
+            raise ValueError("set exactly one of train.iterations and train.time_budget_minutes")
+        return self
+
+
+class InteractiveExperimentConfig(Strict):
+    task: Literal["interactive"]
+    name: str
+    output_dir: Path = Path("runs")
+    model: InteractiveModelConfig = InteractiveModelConfig()
+    data: InteractiveDataConfig
+    clicks: ClickSamplingConfig = ClickSamplingConfig()
+    optim: InteractiveOptimConfig = InteractiveOptimConfig()
+    train: InteractiveTrainConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_dir / self.name
+
+
+def config_task(path: str | Path) -> str:
+    """The ``task`` of a config file: ``interactive`` for MMMS runs, ``segmentation`` otherwise."""
+    data = read_yaml(path)
+    return data.get("task", "segmentation") if isinstance(data, dict) else "segmentation"
+
+
+def load_interactive_config(path: str | Path, overrides: dict[str, Any] | None = None) -> InteractiveExperimentConfig:
+    """Read and validate an MMMS training config (``task: interactive``)."""
+    return validate_config(InteractiveExperimentConfig, read_yaml(path, overrides), path)
