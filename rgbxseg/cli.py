@@ -258,7 +258,7 @@ def extract_features(
     cache = FeatureCache(backbone, out, capacity=1)
     count = len(data) if limit is None else min(limit, len(data))
     for index in tqdm(range(count), desc=f"features {dataset}/{chosen}", unit="image"):
-        cache.features(network_input(as_image_tensor(data.load(index).image), size, backbone.patch_size))
+        cache.features(network_input(as_image_tensor(data.load(index).image), size))
     computed, cached = cache.hits["computed"], cache.hits["disk"]
     console.print(f"features of {count} images: {computed} computed, {cached} already cached → {cache.directory}")
 

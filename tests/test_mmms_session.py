@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from rgbxseg.errors import DataError
 from rgbxseg.interactive import Click, InteractiveSession, MMMSEngine
-from rgbxseg.interactive.engine import ImageEmbedding, network_size
+from rgbxseg.interactive.engine import ImageEmbedding, network_input, resized_size
 from rgbxseg.models.mmms import Dinov2Backbone, FeatureCache, MMMSConfig, MMMSNet
 
 pytestmark = pytest.mark.usefixtures("one_thread", "seeded")
@@ -35,10 +35,13 @@ class CountingBackbone:
         return [pooled * (i + 1) for i in range(4)]
 
 
-def test_network_size_keeps_the_aspect_in_patch_multiples() -> None:
-    assert network_size(480, 640) == (336, 448)
-    assert network_size(448, 448) == (448, 448)
-    assert network_size(10, 1000) == (14, 448)
+def test_network_input_is_the_resized_image_padded_to_a_square() -> None:
+    assert resized_size(480, 640) == (336, 448)
+    assert resized_size(10, 1000) == (4, 448)
+    image = torch.rand(3, 60, 30)
+    square = network_input(image, 112)
+    assert square.shape == (3, 112, 112)
+    assert torch.all(square[:, :, 56:] == 0) and square[:, :, :56].abs().sum() > 0
 
 
 def test_feature_cache_memory_lru_and_disk(tmp_path: Path) -> None:
@@ -77,12 +80,12 @@ def small_engine(modalities: dict[str, int] | None = None) -> MMMSEngine:
 def test_engine_draws_clicks_at_network_resolution() -> None:
     engine = small_engine()
     embedding = engine.embed(np.zeros((50, 100, 3), np.uint8))
-    assert embedding.input_size == (56, 112) and embedding.image_size == (50, 100)
+    assert embedding.valid_size == (56, 112) and embedding.image_size == (50, 100) and embedding.side == 112
     interaction = engine.interaction(embedding, [Click(25, 50, True), Click(0, 99, False)], np.ones((50, 100)))
     positive, negative, previous = interaction[0]
     assert positive[28, 56] == 1 and positive.sum() == 81  # (25.5·56/50 − 0.5, 50.5·112/100 − 0.5) → (28, 56)
     assert negative[0, 111] == 1 and positive[0, 111] == 0
-    assert torch.all(previous == 1)
+    assert torch.all(previous[:56] == 1) and torch.all(previous[56:] == 0)  # the padding is never the surface
     probability = engine.predict(embedding, [Click(25, 50, True)])
     assert probability.shape == (50, 100) and probability.dtype == np.float32
     assert 0.0 <= probability.min() and probability.max() <= 1.0
@@ -111,7 +114,7 @@ class DiskEngine:
         self.previous: list[np.ndarray | None] = []
 
     def embed(self, image: np.ndarray, modalities: object = None) -> ImageEmbedding:
-        return ImageEmbedding([], image.shape[:2], image.shape[:2], ())
+        return ImageEmbedding([], image.shape[:2], image.shape[:2], max(image.shape[:2]), ())
 
     def predict(self, embedding: ImageEmbedding, clicks: list[Click], previous: np.ndarray | None) -> np.ndarray:
         self.previous.append(previous)
@@ -159,3 +162,17 @@ def test_session_on_the_real_backbone_embeds_once(tmp_path: Path) -> None:
     assert mask.shape == (60, 80) and mask.dtype == bool
     InteractiveSession(engine, image)
     assert engine.cache.hits["memory"] == 1  # the second session reused the first one's features
+
+
+def test_onnx_runtime_click_path_matches_pytorch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RGBXSEG_CACHE", str(tmp_path))
+    net = MMMSNet(SMALL)
+    eager = MMMSEngine(net, CountingBackbone(), long_side=56, runtime="torch")
+    onnx = MMMSEngine(net, CountingBackbone(), long_side=56, runtime="onnx")
+    assert onnx.runtime == "onnx" and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    image = (np.random.default_rng(1).random((40, 30, 3)) * 255).astype(np.uint8)
+    clicks = [Click(20, 15, True), Click(2, 2, False)]
+    expected = eager.predict(eager.embed(image), clicks)
+    assert np.abs(onnx.predict(onnx.embed(image), clicks) - expected).max() < 1e-4
+    with pytest.raises(ValueError, match="runtime"):
+        MMMSEngine(net, CountingBackbone(), runtime="tensorrt")

@@ -6,14 +6,14 @@ predictor is shaped (SPEC 6, 8):
 - :meth:`MMMSEngine.predict` — per click: click disks + previous mask → MSPatchEmbed → CSNet → probability
   map at the image's own resolution.
 
-Images are resized so that the long side is ``long_side`` (448 by default) with both sides multiples of the
-ViT patch (14); clicks are given in the image's own pixel coordinates and drawn as 5 px disks at the network
-resolution (RITM's convention).
+As in SAM, every image is resized so that its long side is ``long_side`` (448 by default, a multiple of the
+ViT patch 14) and zero-padded to a ``long_side``² square: one network shape for all images. Clicks are given
+in the image's own pixel coordinates and drawn as 5 px disks at the network resolution (RITM's convention).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,15 @@ from torch import Tensor
 
 from rgbxseg.errors import DataError
 from rgbxseg.interactive.click_simulator import CLICK_RADIUS, Click, click_maps
+from rgbxseg.interactive.onnx_head import onnx_click_head
 from rgbxseg.models.mmms.backbone import Dinov2Backbone, FeatureBackbone
 from rgbxseg.models.mmms.feature_cache import FeatureCache
 from rgbxseg.models.mmms.model import MMMSNet
 from rgbxseg.models.mmms.weights_file import load_mmms
 
 LONG_SIDE = 448
+#: where the per-click path runs: eager PyTorch, ONNX Runtime, or auto (ONNX Runtime on CPU)
+RUNTIMES = ("torch", "onnx", "auto")
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: weights shipped inside the package: name → file in rgbxseg/weights/
 SHIPPED_WEIGHTS = {"vit_s14": "mmms_vits14.safetensors"}
@@ -48,16 +51,25 @@ def weights_file(weights: str | Path) -> Path:
     return path
 
 
-def network_size(height: int, width: int, long_side: int = LONG_SIDE, multiple: int = 14) -> tuple[int, int]:
-    """Network input size for an H×W image: long side ≈ ``long_side``, both sides multiples of ``multiple``."""
+def resized_size(height: int, width: int, long_side: int = LONG_SIDE) -> tuple[int, int]:
+    """Size of an H×W image scaled so that its long side is ``long_side`` (aspect kept)."""
     scale = long_side / max(height, width)
-    return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (height, width))  # type: ignore[return-value]
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def network_input(image: Tensor, long_side: int = LONG_SIDE, multiple: int = 14) -> Tensor:
-    """The 3×H'×W' image the backbone sees: resized to :func:`network_size` (what the feature cache keys)."""
-    size = network_size(*image.shape[-2:], long_side=long_side, multiple=multiple)
-    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0, 1)
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def _pad_square(x: Tensor, side: int) -> Tensor:
+    """C×h×w → C×side×side, zeros below and to the right (SAM's layout)."""
+    return F.pad(x, (0, side - x.shape[-1], 0, side - x.shape[-2]))
+
+
+def network_input(image: Tensor, long_side: int = LONG_SIDE) -> Tensor:
+    """The ``long_side``² image the backbone sees (what the feature cache keys): the 3×H×W image resized to
+    :func:`resized_size` and zero-padded to a square, as SAM does — one fixed network shape for every image."""
+    return _pad_square(_resize(image, resized_size(*image.shape[-2:], long_side)).clamp(0, 1), long_side)
 
 
 def as_image_tensor(image: np.ndarray | Tensor) -> Tensor:
@@ -97,11 +109,15 @@ def as_modality_tensor(name: str, value: np.ndarray | Tensor, size: tuple[int, i
 
 @dataclass
 class ImageEmbedding:
-    """Everything computed once per image; :meth:`MMMSEngine.predict` only reads it."""
+    """Everything computed once per image; :meth:`MMMSEngine.predict` only reads it.
+
+    ``image_size`` is the image's own H×W, ``valid_size`` the part of the ``side``² network input it covers.
+    """
 
     prepared: list[Tensor]
     image_size: tuple[int, int]
-    input_size: tuple[int, int]
+    valid_size: tuple[int, int]
+    side: int
     modalities: tuple[str, ...]
 
 
@@ -114,6 +130,7 @@ class MMMSEngine:
         cache: feature cache (default: in memory, 8 images).
         long_side: network size of the image's long side.
         device: where the net runs (the backbone's own device is its business).
+        runtime: where the per-click path runs (:data:`RUNTIMES`).
     """
 
     def __init__(
@@ -123,12 +140,22 @@ class MMMSEngine:
         cache: FeatureCache | None = None,
         long_side: int = LONG_SIDE,
         device: str | torch.device = "cpu",
+        runtime: str = "torch",
     ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if long_side % backbone.patch_size:
+            raise ValueError(f"long_side must be a multiple of the backbone's patch size {backbone.patch_size}")
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.backbone = backbone
         self.cache = cache or FeatureCache(backbone)
         self.long_side = long_side
+        use_onnx = runtime == "onnx" or (runtime == "auto" and self.device.type == "cpu")
+        self.click: Callable[[list[Tensor], Tensor], Tensor] = (
+            onnx_click_head(self.net, long_side) if use_onnx else self.net.click
+        )
+        self.runtime = "onnx" if use_onnx else "torch"
 
     @classmethod
     def from_weights(
@@ -137,12 +164,14 @@ class MMMSEngine:
         cache_dir: str | Path | None = None,
         long_side: int = LONG_SIDE,
         device: str | torch.device = "cpu",
+        runtime: str = "auto",
     ) -> MMMSEngine:
         """The engine of a weights file (or of the weights shipped in the package) on the DINOv2 ViT-S/14
-        backbone, with a feature cache in memory and, given ``cache_dir``, on disk."""
+        backbone, with a feature cache in memory and, given ``cache_dir``, on disk. ``runtime`` ``auto``
+        runs the click path on ONNX Runtime on a CPU and in PyTorch on a GPU."""
         net = load_mmms(weights_file(weights))
         backbone = Dinov2Backbone().to(device)
-        return cls(net, backbone, FeatureCache(backbone, cache_dir), long_side, device)
+        return cls(net, backbone, FeatureCache(backbone, cache_dir), long_side, device, runtime)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -159,44 +188,42 @@ class MMMSEngine:
         if unknown:
             known = ", ".join(self.modalities) or "none (RGB-only model)"
             raise DataError(f"unknown modalities {sorted(unknown)}; this model knows: {known}")
-        resized = network_input(rgb, self.long_side, self.backbone.patch_size)
-        input_size = tuple(resized.shape[-2:])
-        tokens = [t.to(self.device) for t in self.cache.features(resized)]
+        side, valid = self.long_side, resized_size(*size, self.long_side)
+        tokens = [t.to(self.device) for t in self.cache.features(network_input(rgb, side))]
         extra = {
-            name: F.interpolate(
-                as_modality_tensor(name, value, size)[None], size=input_size, mode="bilinear", align_corners=False
-            ).to(self.device)
+            name: _pad_square(_resize(as_modality_tensor(name, value, size), valid), side)[None].to(self.device)
             for name, value in (modalities or {}).items()
         }
-        prepared = self.net.encode(tokens, input_size, extra)
-        return ImageEmbedding(prepared, size, input_size, tuple(sorted(extra)))
+        prepared = self.net.encode(tokens, (side, side), extra)
+        return ImageEmbedding(prepared, size, valid, side, tuple(sorted(extra)))
 
     def interaction(self, embedding: ImageEmbedding, clicks: Sequence[Click], previous: np.ndarray | None) -> Tensor:
-        """1×3×H'×W' network input: positive disks, negative disks, previous mask (all at network size)."""
-        (height, width), (net_h, net_w) = embedding.image_size, embedding.input_size
+        """1×3×S×S network input: positive disks, negative disks, previous mask (all at network resolution)."""
+        (height, width), (valid_h, valid_w), side = embedding.image_size, embedding.valid_size, embedding.side
         scaled = [
             Click(
-                min(net_h - 1, max(0, round((c.y + 0.5) * net_h / height - 0.5))),
-                min(net_w - 1, max(0, round((c.x + 0.5) * net_w / width - 0.5))),
+                min(valid_h - 1, max(0, round((c.y + 0.5) * valid_h / height - 0.5))),
+                min(valid_w - 1, max(0, round((c.x + 0.5) * valid_w / width - 0.5))),
                 c.positive,
             )
             for c in clicks
         ]
-        disks = torch.from_numpy(click_maps(scaled, (net_h, net_w), CLICK_RADIUS))
+        disks = torch.from_numpy(click_maps(scaled, (side, side), CLICK_RADIUS))
         if previous is None:
-            mask = torch.zeros(1, 1, net_h, net_w)
+            mask = torch.zeros(1, side, side)
         else:
             if previous.shape != (height, width):
                 raise DataError(f"previous mask {previous.shape} does not match the image {height}×{width}")
-            mask = torch.from_numpy(np.ascontiguousarray(previous, dtype=np.float32))[None, None]
-            mask = F.interpolate(mask, size=(net_h, net_w), mode="bilinear", align_corners=False)
-        return torch.cat([disks[None], mask], dim=1).to(self.device)
+            mask = torch.from_numpy(np.ascontiguousarray(previous, dtype=np.float32))[None]
+            mask = _pad_square(_resize(mask, (valid_h, valid_w)), side)
+        return torch.cat([disks, mask])[None].to(self.device)
 
     @torch.no_grad()
     def predict(
         self, embedding: ImageEmbedding, clicks: Sequence[Click], previous: np.ndarray | None = None
     ) -> np.ndarray:
         """Per click: probability (H×W float32 at the image's resolution) that a pixel is the clicked surface."""
-        logits = self.net.click(embedding.prepared, self.interaction(embedding, clicks, previous))
-        logits = F.interpolate(logits, size=embedding.image_size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        logits = self.click(embedding.prepared, self.interaction(embedding, clicks, previous))[0].to(self.device)
+        valid_h, valid_w = embedding.valid_size
+        logits = _resize(logits[:, :valid_h, :valid_w], embedding.image_size)
+        return torch.sigmoid(logits)[0].float().cpu().numpy()
