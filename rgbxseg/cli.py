@@ -276,6 +276,7 @@ def interactive_eval(
     options: list[str] = typer.Option([], "--option", help="Dataset option key=value (e.g. patients=[patient26])."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images."),
     cache: Path | None = typer.Option(None, "--cache", help="Feature cache folder (see extract-features)."),
+    runtime: str = typer.Option("auto", "--runtime", help="Click path on torch, onnx, or auto (ONNX Runtime on CPU)."),
     out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the mIoU-per-click curve(s) as PNG here."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: torch's default)."),
@@ -298,7 +299,7 @@ def interactive_eval(
     splits = dataset_splits(dataset)
     chosen = split or next((s for s in ("test", "val") if s in splits), splits[0])
     protocols = _protocols(dataset, protocol)
-    engine = MMMSEngine.from_weights(weights, cache)
+    engine = MMMSEngine.from_weights(weights, cache, runtime=runtime)
     data = build_dataset(dataset, chosen, root, **_overrides(options))
     runs = {"with modalities": True, "RGB only": False} if engine.modalities else {"RGB only": False}
     results: dict[str, dict] = {}
@@ -313,7 +314,8 @@ def interactive_eval(
             )
     _print_interactive(results, f"{dataset}/{chosen}")
     if out is not None:
-        payload = {"dataset": dataset, "split": chosen, "weights": weights, "threads": torch.get_num_threads()}
+        payload = {"dataset": dataset, "split": chosen, "weights": weights, "runtime": engine.runtime}
+        payload["threads"] = torch.get_num_threads()
         payload["results"] = results
         atomic_write_text(out, json.dumps(payload, indent=2))
     if plot is not None:

@@ -178,7 +178,8 @@ def write_object_folder(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_interactive_eval_command(tmp_path: Path) -> None:
+def test_interactive_eval_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RGBXSEG_CACHE", str(tmp_path / "cache"))  # the ONNX export of the click path goes here
     weights = tmp_path / "w.safetensors"
     save_mmms(MMMSNet(MMMSConfig(**TINY)), weights)
     write_object_folder(tmp_path / "objects")
@@ -186,7 +187,9 @@ def test_interactive_eval_command(tmp_path: Path) -> None:
     args = ["interactive-eval", "--dataset", "davis", "--root", str(tmp_path / "objects"), "--weights", str(weights)]
     result = CliRunner().invoke(app, [*args, "--max-clicks", "3", "--out", str(out), "--plot", str(plot)])
     assert result.exit_code == 0, result.output
-    run = json.loads(out.read_text())["results"]["NoC, RGB only"]
+    payload = json.loads(out.read_text())
+    assert payload["runtime"] == "onnx" and list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    run = payload["results"]["NoC, RGB only"]
     assert run["objects"] == 2 and len(run["mIoU_per_click"]) == 3 and 1 <= run["NoC@90"] <= 3
     assert run["click_ms_median"] > 0 and run["click_ms_with_backbone"] > run["click_ms_median"]
     assert plot.stat().st_size > 1000
