@@ -13,6 +13,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from rgbxseg.errors import RgbxsegError
+from rgbxseg.web.cli import annotate_app
 
 if TYPE_CHECKING:
     from rgbxseg.data.base import SegDataset
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets: counts, class histograms, pictures.")
 app.add_typer(data_app, name="data")
+app.add_typer(annotate_app, name="annotate")
 console = Console()
 
 RootOption = typer.Option(None, "--root", help="Folder that holds the dataset (not needed for 'synthetic').")

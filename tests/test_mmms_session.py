@@ -176,3 +176,20 @@ def test_onnx_runtime_click_path_matches_pytorch(tmp_path: Path, monkeypatch: py
     assert np.abs(onnx.predict(onnx.embed(image), clicks) - expected).max() < 1e-4
     with pytest.raises(ValueError, match="runtime"):
         MMMSEngine(net, CountingBackbone(), runtime="tensorrt")
+
+
+def test_delete_surface_is_undoable_and_ids_are_never_reused() -> None:
+    session = InteractiveSession(DiskEngine(), np.zeros((40, 60, 3), np.uint8))  # type: ignore[arg-type]
+    session.add_click(10, 10)
+    assert session.next_surface("b") == 2
+    session.add_click(30, 40)
+    session.delete_surface(1)
+    assert session.names == {2: "b"} and not session.mask(1).any() and session.mask(2).any()
+    assert session.surface == 2
+    assert session.undo() and session.names == {1: "surface 1", 2: "b"} and session.mask(1).any()
+    assert session.redo() and 1 not in session.names
+    session.delete_surface()  # the last one: a fresh surface takes its place
+    assert session.names == {3: "surface 3"} and session.surface == 3 and not session.joint_mask().any()
+    assert session.next_surface() == 4
+    with pytest.raises(ValueError, match="no surface 1"):
+        session.delete_surface(1)

@@ -54,7 +54,8 @@ def weights_digest(net: MMMSNet) -> str:
 def example_inputs(net: MMMSNet, side: int, seed: int = 0) -> tuple[Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
     sizes = pyramid_sizes(side, side)
-    prepared = [torch.randn(1, w, h, v, generator=generator) for w, (h, v) in zip(net.config.widths, sizes, strict=True)]
+    widths = net.config.widths
+    prepared = [torch.randn(1, w, h, v, generator=generator) for w, (h, v) in zip(widths, sizes, strict=True)]
     return (*prepared, torch.rand(1, 3, side, side, generator=generator))
 
 
@@ -90,5 +91,5 @@ def onnx_click_head(net: MMMSNet, side: int, threads: int | None = None) -> Onnx
         expected = net.click(list(inputs[:4]), inputs[4]).numpy()
     difference = float(np.abs(head(list(inputs[:4]), inputs[4]).numpy() - expected).max())
     if difference > TOLERANCE:
-        raise RgbxsegError(f"{path}: ONNX Runtime differs from PyTorch by {difference:.2e}; delete the file to re-export")
+        raise RgbxsegError(f"{path}: ONNX Runtime differs from PyTorch by {difference:.2e}; delete it to re-export")
     return head

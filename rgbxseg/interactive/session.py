@@ -33,6 +33,7 @@ class _State:
 
     joint: JointMask
     clicks: dict[int, tuple[Click, ...]]
+    names: dict[int, str]
     probabilities: dict[int, np.ndarray] = field(default_factory=dict)
     surface: int = 1
 
@@ -56,10 +57,24 @@ class InteractiveSession:
     ) -> None:
         self.engine = engine
         self.embedding = engine.embed(image, modalities)
-        self.names: dict[int, str] = {1: surface_name or "surface 1"}
-        self._state = _State(JointMask(self.embedding.image_size), {})
+        self._state = _State(JointMask(self.embedding.image_size), {}, {1: surface_name or "surface 1"})
         self._undo: list[_State] = []
         self._redo: list[_State] = []
+        self._last_id = 1
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Surface id → name of the surfaces that exist now (undoing past a surface's first click, or
+        deleting it, removes it)."""
+        return dict(self._state.names)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
 
     @property
     def surface(self) -> int:
@@ -69,7 +84,11 @@ class InteractiveSession:
     @property
     def clicks(self) -> tuple[Click, ...]:
         """Clicks of the current surface, oldest first."""
-        return self._state.clicks.get(self.surface, ())
+        return self.clicks_of(self.surface)
+
+    def clicks_of(self, surface: int) -> tuple[Click, ...]:
+        """Clicks of a surface, oldest first (empty for a surface without clicks)."""
+        return self._state.clicks.get(surface, ())
 
     def add_click(self, y: int, x: int, positive: bool = True) -> np.ndarray:
         """Click at row ``y``, column ``x`` of the image; returns the current surface's new mask."""
@@ -86,6 +105,7 @@ class InteractiveSession:
             _State(
                 joint,
                 self._state.clicks | {surface: clicks},
+                self._state.names,
                 self._state.probabilities | {surface: probability},
                 surface,
             )
@@ -109,17 +129,34 @@ class InteractiveSession:
         return True
 
     def next_surface(self, name: str | None = None) -> int:
-        """Start a new surface (numbered after the highest so far) and make it current; returns its id."""
-        surface = max(self.names) + 1
-        self.names[surface] = name or f"surface {surface}"
-        self._state.surface = surface
-        return surface
+        """Start a new surface (numbered after every surface so far, deleted ones included) and make it
+        current; returns its id."""
+        self._last_id += 1
+        self._state.names[self._last_id] = name or f"surface {self._last_id}"
+        self._state.surface = self._last_id
+        return self._last_id
 
     def select_surface(self, surface: int) -> None:
         """Make an existing surface current again, to correct it with more clicks."""
-        if check_surface(surface) not in self.names:
-            raise ValueError(f"no surface {surface}; surfaces: {sorted(self.names)}")
-        self._state.surface = surface
+        self._state.surface = self._existing(surface)
+
+    def delete_surface(self, surface: int | None = None) -> None:
+        """Delete a surface (default: the current one), undoably: its pixels go back to background and its
+        clicks are dropped. The current surface becomes the last remaining one (a new one if none is left)."""
+        surface = self._existing(self.surface if surface is None else surface)
+        joint = self._state.joint.copy()
+        joint.write(surface, np.zeros(joint.shape, dtype=bool))
+        names = {k: v for k, v in self._state.names.items() if k != surface}
+        clicks = {k: v for k, v in self._state.clicks.items() if k != surface}
+        probabilities = {k: v for k, v in self._state.probabilities.items() if k != surface}
+        self._push(_State(joint, clicks, names, probabilities, max(names, default=surface)))
+        if not names:
+            self.next_surface()
+
+    def _existing(self, surface: int) -> int:
+        if check_surface(surface) not in self._state.names:
+            raise ValueError(f"no surface {surface}; surfaces: {sorted(self._state.names)}")
+        return surface
 
     def mask(self, surface: int | None = None) -> np.ndarray:
         """Bool H×W mask of a surface (default: the current one): J == surface."""
@@ -136,4 +173,5 @@ class InteractiveSession:
     def _push(self, state: _State) -> None:
         self._undo.append(self._state)
         self._redo.clear()
+        state.names = dict(state.names)  # a surface started later must not appear in earlier states
         self._state = state

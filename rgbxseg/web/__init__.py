@@ -1,0 +1,1 @@
+"""The annotation web app: project store, export, server and UI."""
