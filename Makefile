@@ -8,6 +8,8 @@ export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: venv test test-fast demo clean
 
 $(STAMP): requirements.txt requirements-weights.txt constraints.txt pyproject.toml scripts/fix_torchvision.py
@@ -20,8 +22,12 @@ $(STAMP): requirements.txt requirements-weights.txt constraints.txt pyproject.to
 
 venv: $(STAMP)
 
+# The browser tests drive the system Chromium with playwright (no browser download is possible here).
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium || echo "warning: could not install chromium; the browser tests will be skipped"
+
 ## Full test suite, slow end-to-end tests included (what CI runs).
-test: $(STAMP)
+test: $(STAMP) | $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## Everything but the tests marked slow.
