@@ -141,7 +141,9 @@ def test_session_writes_surfaces_into_the_joint_mask_with_undo_and_redo() -> Non
     assert session.undo() and session.surface == 1 and len(session.clicks) == 1
     assert np.array_equal(session.joint_mask(), joint)
     assert session.redo() and len(session.clicks) == 2
-    assert session.undo() and session.undo() and session.undo() and not session.undo()
+    assert session.undo() and session.undo() and session.names == {1: "car", 2: "road"}
+    assert session.undo() and session.names == {1: "car"} and session.surface == 1  # the new surface undone
+    assert session.undo() and not session.undo()
     assert not session.joint_mask().any()
     with pytest.raises(ValueError, match="outside"):
         session.add_click(40, 0)
@@ -190,6 +192,7 @@ def test_delete_surface_is_undoable_and_ids_are_never_reused() -> None:
     assert session.redo() and 1 not in session.names
     session.delete_surface()  # the last one: a fresh surface takes its place
     assert session.names == {3: "surface 3"} and session.surface == 3 and not session.joint_mask().any()
-    assert session.next_surface() == 4
+    assert session.undo() and session.names == {2: "b"}  # one step undoes the deletion and the fresh surface
+    assert session.next_surface() == 4 and not session.can_redo  # a new surface clears the redo history
     with pytest.raises(ValueError, match="no surface 1"):
         session.delete_surface(1)

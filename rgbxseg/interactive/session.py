@@ -113,7 +113,7 @@ class InteractiveSession:
         return self.mask()
 
     def undo(self) -> bool:
-        """Take back the last click (of whichever surface); ``False`` when there is nothing to undo."""
+        """Take back the last click, new surface or deletion; ``False`` when there is nothing to undo."""
         if not self._undo:
             return False
         self._redo.append(self._state)
@@ -121,7 +121,7 @@ class InteractiveSession:
         return True
 
     def redo(self) -> bool:
-        """Re-apply the last undone click; ``False`` when there is nothing to redo."""
+        """Re-apply the last undone step; ``False`` when there is nothing to redo."""
         if not self._redo:
             return False
         self._undo.append(self._state)
@@ -130,10 +130,11 @@ class InteractiveSession:
 
     def next_surface(self, name: str | None = None) -> int:
         """Start a new surface (numbered after every surface so far, deleted ones included) and make it
-        current; returns its id."""
+        current, undoably; returns its id."""
         self._last_id += 1
-        self._state.names[self._last_id] = name or f"surface {self._last_id}"
-        self._state.surface = self._last_id
+        state = self._state
+        names = state.names | {self._last_id: name or f"surface {self._last_id}"}
+        self._push(_State(state.joint.copy(), state.clicks, names, state.probabilities, self._last_id))
         return self._last_id
 
     def select_surface(self, surface: int) -> None:
@@ -147,11 +148,12 @@ class InteractiveSession:
         joint = self._state.joint.copy()
         joint.write(surface, np.zeros(joint.shape, dtype=bool))
         names = {k: v for k, v in self._state.names.items() if k != surface}
+        if not names:  # never without a surface to click on
+            self._last_id += 1
+            names = {self._last_id: f"surface {self._last_id}"}
         clicks = {k: v for k, v in self._state.clicks.items() if k != surface}
         probabilities = {k: v for k, v in self._state.probabilities.items() if k != surface}
-        self._push(_State(joint, clicks, names, probabilities, max(names, default=surface)))
-        if not names:
-            self.next_surface()
+        self._push(_State(joint, clicks, names, probabilities, max(names)))
 
     def _existing(self, surface: int) -> int:
         if check_surface(surface) not in self._state.names:

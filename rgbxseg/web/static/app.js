@@ -58,7 +58,10 @@
     try { return new URLSearchParams(h).get('token'); } catch (_) { return null; }
   }
   let token = readToken();
-  window.addEventListener('hashchange', () => { token = readToken(); });
+  window.addEventListener('hashchange', () => {
+    token = readToken();
+    if (!app.info) start();  // a page locked out by a missing token retries with the new one
+  });
 
   class ApiError extends Error {
     constructor(status, detail) { super(detail); this.status = status; this.detail = detail; }
@@ -805,8 +808,10 @@
         await applyState(s);
         setStatus(action === 'undo' ? 'undone' : 'redone');
       } catch (e) {
-        if (e instanceof ApiError && e.status === 409) setStatus(`nothing to ${action}`);
-        else throw e;
+        if (!(e instanceof ApiError && e.status === 409)) throw e;
+        // another tab changed this image: show the server's state instead of a stale one
+        await applyState(await getJSON(imagePath(id, 'state')));
+        setStatus(`nothing to ${action}`);
       }
     });
   }
@@ -1194,8 +1199,11 @@
       [info, images] = await Promise.all([getJSON('api/info'), getJSON('api/images')]);
     } catch (e) {
       reportError(e);
-      el.stageMessage.textContent = 'cannot reach the annotation server';
+      el.stageMessage.textContent = e instanceof ApiError && e.status === 401
+        ? 'this server needs its token: open the URL it printed (…/#token=…)'
+        : 'cannot reach the annotation server';
       el.stageMessage.hidden = false;
+      el.mainLabel.hidden = true;
       document.body.dataset.ready = '1';
       return;
     }
