@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from speed import median_ms  # benchmarks/speed.py: the scripts run from this folder
 from torch import nn
 
 from rgbxseg.data import SyntheticStreets, collate
@@ -26,16 +26,6 @@ from rgbxseg.models import create_model
 from rgbxseg.predictor import load_trained
 
 TEST_SEED = 2
-
-
-def median_ms(forward: Callable[[], object], runs: int) -> float:
-    times = []
-    for i in range(runs + 3):
-        start = time.perf_counter()
-        forward()
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def rows(damcseg: nn.Module, num_classes: int) -> dict[str, tuple[nn.Module, Callable[[nn.Module], None]]]:

@@ -17,30 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
+from speed import median_ms  # benchmarks/speed.py: the scripts run from this folder
 
 from rgbxseg.atomic import atomic_write_text
 from rgbxseg.interactive import Click, MMMSEngine
 from rgbxseg.interactive.engine import network_input, weights_file
 from rgbxseg.models.mmms import Dinov2Backbone, MMMSConfig, MMMSNet
 from rgbxseg.models.mmms.weights_file import load_mmms
-
-
-def median_ms(call: Callable[[], object], runs: int) -> float:
-    times = []
-    for i in range(runs + 3):
-        start = time.perf_counter()
-        call()
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def build_net(weights: str | None, modalities: int) -> MMMSNet:
@@ -71,8 +59,9 @@ def main() -> None:
         engine = MMMSEngine(net, backbone, long_side=args.side, device=device, runtime=runtime)
         tokens = [t.to(device) for t in engine.cache.features(square[0].cpu())]
         extra = {k: torch.from_numpy(v).float()[None, None].to(device) for k, v in modalities.items()}
+        square_size = (args.side, args.side)
         with torch.no_grad():
-            results["encode_ms"] = median_ms(lambda: engine.net.encode(tokens, (args.side, args.side), extra), args.runs)
+            results["encode_ms"] = median_ms(lambda: engine.net.encode(tokens, square_size, extra), args.runs)
         embedding = engine.embed(image, modalities)
         previous = engine.predict(embedding, clicks[:2]) > 0.49
         results[f"click_ms_{runtime}"] = median_ms(lambda: engine.predict(embedding, clicks, previous), args.runs)

@@ -85,24 +85,29 @@ class OptimConfig(Strict):
         return self
 
 
-class TrainConfig(Strict):
-    """How long and how often. Exactly one of ``iterations`` / ``time_budget_minutes`` bounds the run;
-    with a time budget the schedule decays over wall-clock time (the CPU benchmark protocol)."""
+class Budget(Strict):
+    """Exactly one of ``iterations`` / ``time_budget_minutes`` bounds a training run; with a time budget the
+    schedule decays over wall-clock time (the CPU benchmark protocol)."""
 
     iterations: int | None = Field(default=None, ge=1)
     time_budget_minutes: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Budget:
+        if (self.iterations is None) == (self.time_budget_minutes is None):
+            raise ValueError("set exactly one of train.iterations and train.time_budget_minutes")
+        return self
+
+
+class TrainConfig(Budget):
+    """How long (:class:`Budget`) and how often."""
+
     val_every: int = Field(default=500, ge=1)
     checkpoint_every: int = Field(default=100, ge=1)
     seed: int = 0
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: bool = Field(default=True, description="NHWC memory format (≈1.5× faster training on CPU here)")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: all cores)")
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> TrainConfig:
-        if (self.iterations is None) == (self.time_budget_minutes is None):
-            raise ValueError("set exactly one of train.iterations and train.time_budget_minutes")
-        return self
 
 
 class EvalConfig(Strict):

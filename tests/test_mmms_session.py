@@ -7,32 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from rgbxseg.errors import DataError
 from rgbxseg.interactive import Click, InteractiveSession, MMMSEngine
 from rgbxseg.interactive.engine import ImageEmbedding, network_input, resized_size
 from rgbxseg.models.mmms import Dinov2Backbone, FeatureCache, MMMSConfig, MMMSNet
+from tests.mmms_fakes import CountingBackbone
 
 pytestmark = pytest.mark.usefixtures("one_thread", "seeded")
 
 SMALL = MMMSConfig(channels=(16, 32, 64, 64), widths=(8, 16, 32, 32), depths=(0, 1, 1, 1), decoder_dim=8)
-
-
-class CountingBackbone:
-    """A stand-in ViT: tokens are the patch means of the image, repeated; counts its calls."""
-
-    backbone_id = "counting-v1"
-    patch_size = 14
-    embed_dim = 384
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, image: torch.Tensor) -> list[torch.Tensor]:
-        self.calls += 1
-        pooled = F.avg_pool2d(image, 14).repeat(1, 128, 1, 1)
-        return [pooled * (i + 1) for i in range(4)]
 
 
 def test_network_input_is_the_resized_image_padded_to_a_square() -> None:

@@ -22,6 +22,7 @@ from rgbxseg.interactive.trainer import Targets, first_clicks, interaction_batch
 from rgbxseg.interactive.views import ViewAugment, ViewSource, extract_views, random_view, read_view
 from rgbxseg.models.mmms import MMMSConfig, MMMSNet
 from rgbxseg.models.mmms.weights_file import load_mmms, read_metadata, save_mmms
+from tests.mmms_fakes import CountingBackbone
 
 pytestmark = pytest.mark.usefixtures("one_thread", "seeded")
 
@@ -63,23 +64,9 @@ def test_a_view_keeps_image_labels_and_modalities_aligned() -> None:
         assert np.all(view_image[~inside] == 0)  # padding beyond the image is black and ignored
 
 
-class FakeBackbone:
-    backbone_id = "fake"
-    patch_size = 14
-    embed_dim = 384
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, image: torch.Tensor) -> list[torch.Tensor]:
-        self.calls += 1
-        pooled = torch.nn.functional.avg_pool2d(image, 14).repeat(1, 128, 1, 1)
-        return [pooled] * 4
-
-
 def test_extract_views_is_resumable_and_readable(tmp_path: Path) -> None:
     source = ViewSource("synthetic", "train", None, views=2, modalities=("depth",), options={"size": (64, 96)}, limit=2)
-    backbone = FakeBackbone()
+    backbone = CountingBackbone()
     paths = extract_views(source, backbone, tmp_path, ViewAugment(size=56), progress=False)
     assert len(paths) == 4 and backbone.calls == 4
     assert extract_views(source, backbone, tmp_path, ViewAugment(size=56), progress=False) == paths

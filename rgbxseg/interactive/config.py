@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from rgbxseg.config import Strict, read_yaml, validate_config
+from rgbxseg.config import Budget, Strict, read_yaml, validate_config
 from rgbxseg.interactive.views import ViewAugment, ViewSource
 from rgbxseg.models.mmms.model import MMMSConfig
 
@@ -78,19 +78,11 @@ class InteractiveOptimConfig(Strict):
     warmup_iterations: int = Field(default=50, ge=0)
 
 
-class InteractiveTrainConfig(Strict):
-    iterations: int | None = Field(default=None, ge=1)
-    time_budget_minutes: float | None = Field(default=None, gt=0)
+class InteractiveTrainConfig(Budget):
     checkpoint_every: int = Field(default=50, ge=1)
     seed: int = 0
     amp: Literal["auto", "bf16", "off"] = Field(default="auto", description="auto: bf16 on GPU, off on CPU")
     threads: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> InteractiveTrainConfig:
-        if (self.iterations is None) == (self.time_budget_minutes is None):
-            raise ValueError("set exactly one of train.iterations and train.time_budget_minutes")
-        return self
 
 
 class InteractiveExperimentConfig(Strict):

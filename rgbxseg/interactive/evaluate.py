@@ -10,7 +10,7 @@ Berkeley or DAVIS-style mask, each lesion of an MRI slice; the multi-surface pro
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,26 @@ class Timer:
         }
 
 
-def _indices(dataset: SegDataset, limit: int | None) -> range:
-    return range(len(dataset) if limit is None else min(limit, len(dataset)))
+@dataclass(frozen=True)
+class _RunOptions:
+    min_area: int
+    modalities: bool
+    limit: int | None
+    progress: bool
+
+
+def _embedded_images(
+    engine: MMMSEngine, dataset: SegDataset, kind: str, options: _RunOptions, timer: Timer, desc: str
+) -> Iterator[tuple[np.ndarray, list[int], ImageEmbedding]]:
+    """(surface map, surface ids, embedding) of every image with a surface of ``min_area`` pixels or more."""
+    count = len(dataset) if options.limit is None else min(options.limit, len(dataset))
+    for index in tqdm(range(count), desc=f"{desc} {dataset.name}", unit="image", disable=not options.progress):
+        raw = dataset.raw(index)
+        surfaces = surface_map(raw, kind)
+        ids = surface_ids(surfaces, options.min_area)
+        if ids:
+            yield surfaces, ids, timer.embedded(engine, raw, options.modalities)
+
 
 
 def evaluate_single_object(
@@ -77,13 +95,8 @@ def evaluate_single_object(
     """NoC@k, NoF@k, the mIoU-per-click curve and timings, every surface of every image taken as one object
     (GrabCut/Berkeley: the one object of each mask; MRI: each lesion)."""
     timer, all_ious = Timer(), []
-    for index in tqdm(_indices(dataset, limit), desc=f"NoC {dataset.name}", unit="image", disable=not progress):
-        raw = dataset.raw(index)
-        surfaces = surface_map(raw, kind)
-        ids = surface_ids(surfaces, min_area)
-        if not ids:
-            continue
-        embedding = timer.embedded(engine, raw, modalities)
+    options = _RunOptions(min_area, modalities, limit, progress)
+    for surfaces, ids, embedding in _embedded_images(engine, dataset, kind, options, timer, "NoC"):
 
         def predict(
             clicks: list[Click], previous: np.ndarray | None, embedding: ImageEmbedding = embedding
@@ -116,13 +129,8 @@ def evaluate_multi_surface(
 ) -> dict[str, Any]:
     """NoCMS@(k1, k2) and FRMS@(k1, k2) over the images of a multi-surface set, with timings."""
     timer, results = Timer(), []
-    for index in tqdm(_indices(dataset, limit), desc=f"NoCMS {dataset.name}", unit="image", disable=not progress):
-        raw = dataset.raw(index)
-        surfaces = surface_map(raw, kind)
-        ids = surface_ids(surfaces, min_area)
-        if not ids:
-            continue
-        embedding = timer.embedded(engine, raw, modalities)
+    options = _RunOptions(min_area, modalities, limit, progress)
+    for surfaces, ids, embedding in _embedded_images(engine, dataset, kind, options, timer, "NoCMS"):
 
         def predict(
             surface: int, clicks: list[Click], previous: np.ndarray | None, embedding: ImageEmbedding = embedding

@@ -20,8 +20,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
+from rgbxseg.config import read_yaml
 from rgbxseg.data.base import default_palette
 from rgbxseg.data.io import IMAGE_SUFFIXES, MAP_SUFFIXES, find_file, read_map, read_rgb
 from rgbxseg.errors import ConfigError, DataError
@@ -46,17 +46,9 @@ class ClassSpec:
 def load_classes(path: Path | None) -> list[ClassSpec]:
     """Classes from a YAML file — a list of names, or of ``{name, color}`` mappings — numbered from 1 (0 is
     background in the exported label maps); without a file, one class ``object``."""
-    if path is None:
-        entries: list[Any] = ["object"]
-    else:
-        if not path.is_file():
-            raise ConfigError(f"{path}: classes file not found")
-        try:
-            entries = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
-        if not isinstance(entries, list) or not entries:
-            raise ConfigError(f"{path}: expected a non-empty list of class names or {{name, color}} mappings")
+    entries: Any = ["object"] if path is None else read_yaml(path)
+    if path is not None and (not isinstance(entries, list) or not entries):
+        raise ConfigError(f"{path}: expected a non-empty list of class names or {{name, color}} mappings")
     palette = default_palette(len(entries))
     classes = []
     for index, entry in enumerate(entries, start=1):
