@@ -163,9 +163,14 @@ def evaluate_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by 'rgbxseg train'."),
     split: str | None = typer.Option(None, "--split", help="Split to evaluate (default: eval.split of the config)."),
     out: Path | None = typer.Option(None, "--out", help="Also write the metrics as JSON here."),
+    robustness: bool = typer.Option(
+        False, "--robustness", help="Also every corruption × severity and missing-modality protocol."
+    ),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Robustness outputs (default: CHECKPOINT_DIR/robustness)."),
     overrides: list[str] = SetOption,
 ) -> None:
-    """Evaluate a checkpoint: mIoU, mAcc (MPA), aAcc, mF1 and per-class IoU/Acc/F1."""
+    """Evaluate a checkpoint: mIoU, mAcc (MPA), aAcc, mF1 and per-class IoU/Acc/F1; with --robustness the
+    mIoU and its drop under every corruption and missing-modality protocol (JSON, CSV, heat-map PNG)."""
     import json
 
     from rgbxseg.atomic import atomic_write_text
@@ -179,11 +184,31 @@ def evaluate_command(
     trained = load_trained(checkpoint, device)
     data = cfg.data
     dataset = build_dataset(data.dataset, split or cfg.eval.split, data.root, data.modalities, **data.options)
+    if robustness:
+        _robustness(trained.model, dataset, cfg, device, out_dir or checkpoint.parent / "robustness")
+        return
     result = evaluate(trained.model, dataset, cfg.eval, device)
     console.print(_metrics_table(f"{cfg.name} on {dataset.name}/{split or cfg.eval.split} (aAcc {result['aAcc']:.2f})", result))
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2))
         console.print(f"wrote {out}")
+
+
+def _robustness(model, dataset, cfg, device, out_dir: Path) -> None:  # noqa: ANN001 (torch types imported lazily)
+    from rgbxseg.robustness import robustness_suite
+    from rgbxseg.robustness.evaluate import run_suite, summary, table, write_outputs
+
+    results = run_suite(model, dataset, robustness_suite(dataset.modalities), cfg.eval, device)
+    rows = table(results)
+    grid = Table(title=f"{cfg.name}: robustness on {dataset.name}")
+    for column in ("row", "mIoU", "drop %"):
+        grid.add_column(column, justify="left" if column == "row" else "right")
+    for row in rows:
+        grid.add_row(row["name"], f"{row['mIoU']:.2f}", f"{row['drop %']:.1f}")
+    console.print(grid)
+    console.print(summary(rows))
+    for path in write_outputs(results, out_dir, cfg.name):
+        console.print(f"wrote {path}")
 
 
 def torch_device():  # noqa: ANN201 - torch.device, imported lazily to keep --help fast
@@ -199,17 +224,25 @@ def predict(
     modality: list[str] = typer.Option([], "--modality", help="name=path of an aligned modality map (repeatable)."),
     out_dir: Path = typer.Option(Path("predictions"), "--out-dir"),
     flip: bool = typer.Option(False, "--flip", help="Average with the horizontally flipped prediction."),
+    temperature: float = typer.Option(
+        1.0, "--temperature", help="T > 0 dividing the logits (a fitted calibration temperature); labels never change."
+    ),
 ) -> None:
-    """Segment one image: writes <stem>_label.png (class ids) and <stem>_overlay.png (colours over the image)."""
+    """Segment one image: writes <stem>_label.png (class ids), <stem>_overlay.png (colours over the image) and
+    <stem>_uncertainty.png (normalised entropy of the softmax, 8-bit, 255 = most uncertain)."""
+    import math
+
     import cv2
 
     from rgbxseg.atomic import atomic_path
     from rgbxseg.data.base import default_palette
     from rgbxseg.data.io import read_map, read_rgb
     from rgbxseg.data.visualize import overlay
-    from rgbxseg.errors import DataError
+    from rgbxseg.errors import ConfigError, DataError
     from rgbxseg.predictor import Predictor, load_trained
 
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"--temperature must be a finite number > 0, got {temperature}")
     trained = load_trained(checkpoint, torch_device())
     rgb = read_rgb(image)
     maps = {}
@@ -221,13 +254,18 @@ def predict(
         if maps[name].shape[:2] != rgb.shape[:2]:
             size, image_size = "×".join(map(str, maps[name].shape[:2])), "×".join(map(str, rgb.shape[:2]))
             raise DataError(f"{path}: modality '{name}' is {size} but the image is {image_size}")
-    prediction = Predictor(trained.model, flip=flip).predict(rgb, maps)
+    prediction = Predictor(trained.model, flip=flip, temperature=temperature).predict(rgb, maps)
     palette = default_palette(len(trained.classes))
     blended = (overlay(rgb, prediction.labels, palette) * 255).astype("uint8")
-    for suffix, array in (("label", prediction.labels.astype("uint8")), ("overlay", cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))):
+    outputs = {
+        "label": prediction.labels.astype("uint8"),
+        "overlay": cv2.cvtColor(blended, cv2.COLOR_RGB2BGR),
+        "uncertainty": (prediction.uncertainty * 255).round().astype("uint8"),
+    }
+    for suffix, array in outputs.items():
         with atomic_path(out_dir / f"{image.stem}_{suffix}.png") as tmp:
             cv2.imwrite(str(tmp), array)
-    console.print(f"wrote {out_dir / (image.stem + '_label.png')} and {out_dir / (image.stem + '_overlay.png')}")
+    console.print("wrote " + ", ".join(str(out_dir / f"{image.stem}_{suffix}.png") for suffix in outputs))
 
 
 @app.command("extract-features")
