@@ -1,5 +1,10 @@
 """Run a trained segmenter on images: ``Predictor(model).predict(image, modalities)``.
 
+A :class:`Prediction` holds class ids, softmax probabilities and a per-pixel uncertainty (the normalised
+entropy of :func:`rgbxseg.uncertainty.entropy_map`). A temperature fitted with
+:mod:`rgbxseg.temperature` (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017) calibrates
+the probabilities and the uncertainty; the labels never depend on it.
+
 Also :func:`load_trained`, which rebuilds a model from an rgbxseg checkpoint (its config, classes and
 modalities travel inside the checkpoint, read with ``weights_only=True``).
 """
@@ -18,6 +23,8 @@ from rgbxseg.config import parse_config
 from rgbxseg.engine.checkpoint import load_checkpoint
 from rgbxseg.engine.inference import predict_logits
 from rgbxseg.models import create_model
+from rgbxseg.temperature import check_temperature
+from rgbxseg.uncertainty import entropy_map
 
 
 @dataclass
@@ -50,8 +57,11 @@ def load_trained(checkpoint_path: str | Path, device: str | torch.device = "cpu"
 
 @dataclass
 class Prediction:
-    labels: np.ndarray  # H×W int64 class ids
-    probabilities: np.ndarray  # K×H×W float32 softmax
+    """One image's prediction; ``probabilities`` and ``uncertainty`` use the predictor's temperature."""
+
+    labels: np.ndarray  # H×W int64 class ids (argmax of the logits, whatever the temperature)
+    probabilities: np.ndarray  # K×H×W float32 softmax(logits / T)
+    uncertainty: np.ndarray  # H×W float32 in [0, 1]: entropy of the probabilities / log K (1 = classes tie)
 
 
 class Predictor:
@@ -61,6 +71,8 @@ class Predictor:
         model: a trained rgbxseg segmenter (any model of :data:`rgbxseg.models.MODELS`).
         device: where to run (default: CUDA when available).
         mode, window, stride, flip: whole-image or sliding-window inference and flip TTA.
+        temperature: T > 0 dividing the logits before the softmax (e.g. from
+            :func:`rgbxseg.temperature.fit_temperature`); changes probabilities and uncertainty, never labels.
     """
 
     def __init__(
@@ -71,7 +83,9 @@ class Predictor:
         window: tuple[int, int] = (512, 512),
         stride: tuple[int, int] = (341, 341),
         flip: bool = False,
+        temperature: float = 1.0,
     ) -> None:
+        self.temperature = check_temperature(temperature)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.mode, self.window, self.stride, self.flip = mode, window, stride, flip
@@ -85,9 +99,13 @@ class Predictor:
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32) / scale)[None]
 
     def predict(self, image: np.ndarray, modalities: Mapping[str, np.ndarray] | None = None) -> Prediction:
-        """Class ids and probabilities for one image; absent modalities are simply left out."""
+        """Class ids, probabilities and uncertainty for one image; absent modalities are simply left out."""
         x = self._tensor(image).to(self.device)
         mods = {k: self._tensor(v).to(self.device) for k, v in (modalities or {}).items()}
-        logits = predict_logits(self.model, x, mods, self.mode, self.window, self.stride, self.flip)
-        probs = logits.softmax(1)[0]
-        return Prediction(labels=probs.argmax(0).cpu().numpy().astype(np.int64), probabilities=probs.cpu().numpy())
+        logits = predict_logits(self.model, x, mods, self.mode, self.window, self.stride, self.flip)[0]
+        scaled = logits / self.temperature
+        return Prediction(
+            labels=logits.argmax(0).cpu().numpy().astype(np.int64),
+            probabilities=scaled.softmax(0).cpu().numpy(),
+            uncertainty=entropy_map(scaled).cpu().numpy(),
+        )
