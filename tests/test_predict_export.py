@@ -71,9 +71,9 @@ def test_predict_and_export_cli(checkpoint: Path, tmp_path: Path) -> None:
     image, depth = tmp_path / "scene.png", tmp_path / "depth.png"
     cv2.imwrite(str(image), (raw.image[..., ::-1] * 255).astype(np.uint8))
     cv2.imwrite(str(depth), (raw.modalities["depth"][..., 0] * 65535).astype(np.uint16))
-    run = lambda *args: subprocess.run(
-        [sys.executable, "-m", "rgbxseg.cli", *args], cwd=REPO, capture_output=True, text=True
-    )  # noqa: E731
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rgbxseg.cli", *args], cwd=REPO, capture_output=True, text=True)
+
     out_dir = str(tmp_path / "out")
     result = run(
         "predict", str(image), "--checkpoint", str(checkpoint), "--modality", f"depth={depth}", "--out-dir", out_dir
