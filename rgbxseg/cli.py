@@ -218,6 +218,38 @@ def torch_device():  # noqa: ANN201 - torch.device, imported lazily to keep --he
 
 
 @app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder written by 'rgbxseg train' (best.pt / last.pt and logs)."),
+    out: Path | None = typer.Option(None, "--out", help="HTML file to write (default: RUN_DIR/report.html)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Experiment YAML to use instead of the config stored in the checkpoint."
+    ),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", help="best.pt, last.pt (inside RUN_DIR) or a path (default: best.pt, else last.pt)."
+    ),
+    split: str | None = typer.Option(None, "--split", help="Split to evaluate (default: eval.split of the config)."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Only the first N images of the evaluated split (and of the split T is fitted on)."
+    ),
+    overlays: int = typer.Option(4, "--overlays", min=0, help="Example rows: image, ground truth, prediction, uncertainty."),
+) -> None:
+    """One self-contained HTML page about a training run: curves, metrics and per-class table, calibration (ECE,
+    reliability diagrams) before and after temperature scaling, robustness results, example predictions."""
+    from rgbxseg.run_report import write_run_report
+
+    path, result = write_run_report(
+        run_dir, out, config=config, checkpoint=checkpoint, split=split, limit=limit, overlays=overlays,
+        device=torch_device(), progress=True,
+    )  # fmt: skip
+    c = result.calibration
+    console.print(
+        f"{result.cfg.name} on {result.split}: mIoU {result.metrics['mIoU']:.2f}; ECE {c.before['ECE']:.2f} % → "
+        f"{c.after['ECE']:.2f} % at T = {c.temperature:.3g}"
+    )
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def predict(
     image: Path = typer.Argument(..., help="RGB image file."),
     checkpoint: Path = typer.Option(..., "--checkpoint"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,8 +39,15 @@ class Trained:
 
 def load_trained(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> Trained:
     """Rebuild the model of an rgbxseg training checkpoint and load its weights."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    cfg = parse_config(checkpoint["config"], checkpoint_path)
+    return trained_from_checkpoint(load_checkpoint(checkpoint_path), checkpoint_path, device)
+
+
+def trained_from_checkpoint(
+    checkpoint: Mapping[str, Any], source: str | Path = "<checkpoint>", device: str | torch.device = "cpu"
+) -> Trained:
+    """:func:`load_trained` for a checkpoint already read with :func:`~rgbxseg.engine.checkpoint.load_checkpoint`
+    (``source`` names it in errors)."""
+    cfg = parse_config(checkpoint["config"], source)
     classes = tuple(checkpoint["classes"])
     modality_channels = dict(checkpoint["modality_channels"])
     model = create_model(

@@ -29,6 +29,12 @@ predictions are blended over the RGB with the palette (:func:`rgbxseg.data.visua
 Decision: the legend lists the classes that occur in the overlays' ground truth or predictions (every
 class when there are no overlays).
 Decision: no timestamp in the page, so the same inputs give the same bytes.
+Decision: the page kit is public and shared with the run report (:mod:`rgbxseg.run_report`), so both
+pages escape, embed and look the same: :func:`html_page` (document, inline style, footer),
+:func:`page_header`, :class:`Grid` / :class:`Cell` with :func:`html_table`, :func:`figure_png`,
+:func:`chart_card`, :func:`png_data_uri` / :func:`data_uri`, :func:`examples_section` (legend and overlay
+grid; :attr:`OverlayRow.maps` are drawn with :data:`HEAT_MAP`, e.g. uncertainty), :func:`escape`,
+:func:`fmt`, :func:`mpl_text`.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import html
 import io
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -59,6 +65,7 @@ from rgbxseg.data.visualize import overlay
 METRICS: tuple[str, ...] = ("mIoU", "small-object mIoU", "boundary F", "tiny recall", "occluded recall")
 TILE_WIDTH = 320  # pixels of an overlay tile's PNG; the page shows tiles at up to 240 CSS pixels
 OVERLAY_ALPHA = 0.5
+HEAT_MAP = "magma"  # colormap of OverlayRow.maps (0 = dark, 1 = bright)
 CHART_DPI = 100
 MISSING = "–"
 _PAGE_WIDTH = 1192  # CSS pixels inside the page's padding, used to size the overlay tiles
@@ -101,6 +108,8 @@ class OverlayRow:
         modalities: ``name -> H×W`` (or H×W×1) float in [0, 1], drawn in grey; may be empty or miss a sensor.
         label: H×W int ground truth (:data:`~rgbxseg.data.sample.IGNORE_INDEX` = ignore).
         predictions: ``model name -> H×W`` int labels.
+        maps: ``name -> H×W`` float in [0, 1] drawn with the :data:`HEAT_MAP` colormap after the
+            predictions, e.g. an uncertainty map; may be empty.
     """
 
     condition: str
@@ -108,6 +117,7 @@ class OverlayRow:
     modalities: dict[str, np.ndarray]
     label: np.ndarray
     predictions: dict[str, np.ndarray]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"OverlayRow {self.condition!r}"
@@ -119,6 +129,8 @@ class OverlayRow:
             _check_map(f"{where}: modality {name!r}", _squeeze(array), size, integer=False)
         for name, array in self.predictions.items():
             _check_map(f"{where}: prediction of {name!r}", array, size, integer=True)
+        for name, array in self.maps.items():
+            _check_map(f"{where}: map {name!r}", array, size, integer=False)
 
 
 def _squeeze(array: np.ndarray) -> np.ndarray:
@@ -136,23 +148,26 @@ def _check_map(what: str, array: np.ndarray, size: tuple[int, ...], integer: boo
 
 # ----------------------------------------------------------------------------------------- table model
 @dataclass(frozen=True)
-class _Cell:
+class Cell:
+    """A table cell: its text, bold or not, and a tone (``"pos"``/``"neg"``: green/red)."""
+
     text: str
     bold: bool = False
     tone: str = ""  # "pos" / "neg" for signed differences
 
 
 @dataclass(frozen=True)
-class _Grid:
+class Grid:
     """A table shared by the terminal and the page: a title, column headers, labelled rows, a caption."""
 
     title: str
     header: list[str]
-    rows: list[tuple[str, list[_Cell]]]
+    rows: list[tuple[str, list[Cell]]]
     caption: str = ""
 
 
-def _fmt(value: float) -> str:
+def fmt(value: float) -> str:
+    """One decimal; NaN and infinities print as :data:`MISSING`."""
     return f"{value:.1f}" if math.isfinite(value) else MISSING
 
 
@@ -183,13 +198,13 @@ def _metrics(summaries: Sequence[ModelSummary]) -> list[str]:
     return _ordered((m for s in summaries for values in s.metrics.values() for m in values), METRICS)
 
 
-def _difference(value: float) -> _Cell:
+def _difference(value: float) -> Cell:
     if not math.isfinite(value):
-        return _Cell(MISSING)
-    return _Cell(f"{value:+.1f}", tone="pos" if value > 0 else "neg" if value < 0 else "")
+        return Cell(MISSING)
+    return Cell(f"{value:+.1f}", tone="pos" if value > 0 else "neg" if value < 0 else "")
 
 
-def _miou_grid(summaries: Sequence[ModelSummary], conditions: Sequence[str]) -> _Grid:
+def _miou_grid(summaries: Sequence[ModelSummary], conditions: Sequence[str]) -> Grid:
     """Rows = conditions, a column per model, plus first − second when there are two models or more."""
     names = [s.name for s in summaries]
     compare = len(summaries) >= 2
@@ -197,17 +212,17 @@ def _miou_grid(summaries: Sequence[ModelSummary], conditions: Sequence[str]) -> 
     for condition in conditions:
         values = [_value(s, condition, "mIoU") for s in summaries]
         best = _best(values)
-        cells = [_Cell(_fmt(v), bold=i in best) for i, v in enumerate(values)]
+        cells = [Cell(fmt(v), bold=i in best) for i, v in enumerate(values)]
         if compare:
             cells.append(_difference(values[0] - values[1]))
         rows.append((condition, cells))
     caption = f"Δ = {names[0]} − {names[1]}, in mIoU points." if compare else ""
-    return _Grid("mIoU (%) by condition", ["condition", *names, *(["Δ"] if compare else [])], rows, caption)
+    return Grid("mIoU (%) by condition", ["condition", *names, *(["Δ"] if compare else [])], rows, caption)
 
 
 def _model_grid(
     summary: ModelSummary, summaries: Sequence[ModelSummary], conditions: Sequence[str], metrics: Sequence[str]
-) -> _Grid:
+) -> Grid:
     """Rows = conditions, columns = metrics of one model; bold where it is the best of all models."""
     index = list(summaries).index(summary)
     rows = []
@@ -215,28 +230,28 @@ def _model_grid(
         cells = []
         for metric in metrics:
             values = [_value(s, condition, metric) for s in summaries]
-            cells.append(_Cell(_fmt(values[index]), bold=index in _best(values)))
+            cells.append(Cell(fmt(values[index]), bold=index in _best(values)))
         rows.append((condition, cells))
-    return _Grid(summary.name, ["condition", *metrics], rows)
+    return Grid(summary.name, ["condition", *metrics], rows)
 
 
 def _millions(value: float) -> str:
     """Parameters in millions: one decimal, two significant digits below one million (0.05, not 0.1)."""
-    return _fmt(value) if value >= 1 else f"{value:.2g}"
+    return fmt(value) if value >= 1 else f"{value:.2g}"
 
 
-def _cost_grid(summaries: Sequence[ModelSummary]) -> _Grid:
+def _cost_grid(summaries: Sequence[ModelSummary]) -> Grid:
     params = [s.params / 1e6 for s in summaries]
     fps = [float(s.fps) for s in summaries]
     fewest, fastest = _best(params, lowest=True), _best(fps)
     rows = [
-        (s.name, [_Cell(_millions(p), bold=i in fewest), _Cell(_fmt(f), bold=i in fastest)])
+        (s.name, [Cell(_millions(p), bold=i in fewest), Cell(fmt(f), bold=i in fastest)])
         for i, (s, p, f) in enumerate(zip(summaries, params, fps))
     ]
-    return _Grid("Cost", ["model", "params (M)", "FPS (batch 1)"], rows)
+    return Grid("Cost", ["model", "params (M)", "FPS (batch 1)"], rows)
 
 
-def _grids(summaries: Sequence[ModelSummary]) -> tuple[_Grid, list[_Grid], _Grid]:
+def _grids(summaries: Sequence[ModelSummary]) -> tuple[Grid, list[Grid], Grid]:
     conditions, metrics = _conditions(summaries), _metrics(summaries)
     per_model = [_model_grid(s, summaries, conditions, metrics) for s in summaries]
     return _miou_grid(summaries, conditions), per_model, _cost_grid(summaries)
@@ -252,7 +267,7 @@ def _check_summaries(summaries: Sequence[ModelSummary]) -> None:
 
 
 # -------------------------------------------------------------------------------------------- terminal
-def _rich_table(grid: _Grid) -> Table:
+def _rich_table(grid: Grid) -> Table:
     table = Table(title=rich_escape(grid.title), caption=rich_escape(grid.caption) or None)
     for i, column in enumerate(grid.header):
         table.add_column(rich_escape(column), justify="left" if i == 0 else "right")
@@ -282,48 +297,52 @@ def print_tables(summaries: Sequence[ModelSummary], console: Console | None = No
 
 
 # ------------------------------------------------------------------------------------------------ page
-def _e(text: str) -> str:
+def escape(text: str) -> str:
+    """``text`` safe inside HTML text and double-quoted attributes."""
     return html.escape(str(text), quote=True)
 
 
-def _html_table(grid: _Grid, heading: bool = True) -> str:
+def html_table(grid: Grid, heading: bool = True) -> str:
     """The grid as a card; ``heading=False`` leaves out its title where the section heading already says it."""
-    head = "".join(f'<th scope="col">{_e(c)}</th>' for c in grid.header)
+    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in grid.header)
     body = []
     for label, cells in grid.rows:
         tds = []
         for cell in cells:
-            text = f"<strong>{_e(cell.text)}</strong>" if cell.bold else _e(cell.text)
+            text = f"<strong>{escape(cell.text)}</strong>" if cell.bold else escape(cell.text)
             classes = " ".join(["num", *([cell.tone] if cell.tone else [])])
             tds.append(f'<td class="{classes}">{text}</td>')
-        body.append(f'<tr><th scope="row">{_e(label)}</th>{"".join(tds)}</tr>')
-    caption = f'<p class="caption">{_e(grid.caption)}</p>' if grid.caption else ""
-    title = f"<h3>{_e(grid.title)}</h3>" if heading else ""
+        body.append(f'<tr><th scope="row">{escape(label)}</th>{"".join(tds)}</tr>')
+    caption = f'<p class="caption">{escape(grid.caption)}</p>' if grid.caption else ""
+    title = f"<h3>{escape(grid.title)}</h3>" if heading else ""
     return (
         f'<div class="card">{title}<table class="data"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>{caption}</div>"
     )
 
 
-def _data_uri(png: bytes) -> str:
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a ``data:image/png;base64,...`` URI."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _png(array: np.ndarray) -> str:
+def png_data_uri(array: np.ndarray) -> str:
+    """An H×W (grey) or H×W×3 (RGB) uint8 array as a PNG data URI."""
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", optimize=True)
-    return _data_uri(buffer.getvalue())
+    return data_uri(buffer.getvalue())
 
 
-def _figure_png(fig: Figure) -> tuple[str, int]:
+def figure_png(fig: Figure) -> tuple[str, int]:
     """The figure as a PNG data URI, and its width in pixels."""
     FigureCanvasAgg(fig)  # Agg canvas without pyplot: no GUI backend, no global figure state
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=CHART_DPI, metadata={"Software": None})
-    return _data_uri(buffer.getvalue()), round(fig.get_figwidth() * CHART_DPI)
+    return data_uri(buffer.getvalue()), round(fig.get_figwidth() * CHART_DPI)
 
 
-def _mpl(text: str) -> str:
+def mpl_text(text: str) -> str:
+    """``text`` safe in matplotlib labels (no mathtext)."""
     return text.replace("$", r"\$")  # a name with two "$" would otherwise be typeset as mathtext
 
 
@@ -340,13 +359,13 @@ def _bars(ax: Axes, summaries: Sequence[ModelSummary], conditions: Sequence[str]
     for i, (summary, colour) in enumerate(zip(summaries, _colours(len(summaries)))):
         values = np.array([_value(summary, c, metric) for c in conditions])
         offset = (i - (len(summaries) - 1) / 2) * width
-        bars = ax.bar(x + offset, np.nan_to_num(values), width, color=colour, label=_mpl(summary.name))
-        ax.bar_label(bars, labels=[_fmt(v) for v in values], fontsize=7, padding=2)
+        bars = ax.bar(x + offset, np.nan_to_num(values), width, color=colour, label=mpl_text(summary.name))
+        ax.bar_label(bars, labels=[fmt(v) for v in values], fontsize=7, padding=2)
         top = max(top, float(np.nanmax(values, initial=0.0)))
     rotated = len(conditions) > 5
-    ax.set_xticks(x, [_mpl(c) for c in conditions], rotation=25 if rotated else 0, ha="right" if rotated else "center")
+    ax.set_xticks(x, [mpl_text(c) for c in conditions], rotation=25 if rotated else 0, ha="right" if rotated else "center")
     ax.set_ylim(0, min(105.0, top * 1.15) if top > 0 else 100.0)
-    ax.set_title(_mpl(metric), fontsize=10)
+    ax.set_title(mpl_text(metric), fontsize=10)
     ax.set_ylabel("%")
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", alpha=0.3)
@@ -360,7 +379,7 @@ def _miou_chart(summaries: Sequence[ModelSummary], conditions: Sequence[str]) ->
     _bars(ax, summaries, conditions, "mIoU")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=min(len(summaries), 4), frameon=False, fontsize=8)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _metric_charts(
@@ -377,7 +396,7 @@ def _metric_charts(
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncols=min(len(summaries), 4), frameon=False, fontsize=9)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def _tile_size(height: int, width: int) -> tuple[int, int]:
@@ -398,44 +417,65 @@ def _resize(array: np.ndarray, size: tuple[int, int], labels: bool) -> np.ndarra
 def _label_tile(rgb: np.ndarray, label: np.ndarray, palette: np.ndarray) -> str:
     labels = _resize(label, (rgb.shape[1], rgb.shape[0]), True)
     blended = overlay(rgb.astype(np.float32) / 255.0, labels, palette, alpha=OVERLAY_ALPHA)
-    return _png(np.round(blended * 255.0).astype(np.uint8))
+    return png_data_uri(np.round(blended * 255.0).astype(np.uint8))
+
+
+def _unit(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map clipped to [0, 1] (NaN = 0) and resized to ``size``."""
+    return _resize(np.clip(np.nan_to_num(_squeeze(values).astype(np.float32)), 0.0, 1.0), size, False)
 
 
 def _grey_tile(modality: np.ndarray, size: tuple[int, int]) -> str:
-    grey = np.clip(np.nan_to_num(_squeeze(modality).astype(np.float32)), 0.0, 1.0)
-    return _png(np.round(_resize(grey, size, False) * 255.0).astype(np.uint8))
+    return png_data_uri(np.round(_unit(modality, size) * 255.0).astype(np.uint8))
+
+
+def _heat_tile(values: np.ndarray, size: tuple[int, int]) -> str:
+    colours = colormaps[HEAT_MAP](_unit(values, size), bytes=True)[..., :3]
+    return png_data_uri(np.ascontiguousarray(colours))
+
+
+def heat_ramp(stops: int = 9) -> str:
+    """An inline CSS gradient of :data:`HEAT_MAP` from 0 to 1 (a colour bar without an image)."""
+    colours = colormaps[HEAT_MAP](np.linspace(0.0, 1.0, stops), bytes=True)[:, :3]
+    gradient = ",".join("#{:02x}{:02x}{:02x}".format(*(int(v) for v in c)) for c in colours)
+    return f'<span class="ramp" style="background:linear-gradient(to right,{gradient})"></span>'
 
 
 def _cell(src: str | None, column: str, condition: str, size: tuple[int, int]) -> str:
     """A grid cell: the tile, or a hatched "absent" box of the same shape when ``src`` is None."""
     if src is None:
         return f'<td><div class="absent" style="aspect-ratio:{size[0]}/{size[1]}">absent</div></td>'
-    return f'<td><img src="{src}" alt="{_e(f"{column} — {condition}")}" width="{size[0]}" height="{size[1]}"></td>'
+    return f'<td><img src="{src}" alt="{escape(f"{column} — {condition}")}" width="{size[0]}" height="{size[1]}"></td>'
 
 
-def _overlay_row(row: OverlayRow, modalities: Sequence[str], models: Sequence[str], palette: np.ndarray) -> str:
+def _overlay_row(
+    row: OverlayRow, modalities: Sequence[str], models: Sequence[str], maps: Sequence[str], palette: np.ndarray
+) -> str:
     size = _tile_size(*row.image.shape[:2])
     rgb = _resize(row.image, size, False)
     grey = {name: _grey_tile(array, size) for name, array in row.modalities.items()}
     predicted = {name: _label_tile(rgb, labels, palette) for name, labels in row.predictions.items()}
+    heat = {name: _heat_tile(array, size) for name, array in row.maps.items()}
     cells = [
-        _cell(_png(rgb), "RGB", row.condition, size),
+        _cell(png_data_uri(rgb), "RGB", row.condition, size),
         *(_cell(grey.get(name), name, row.condition, size) for name in modalities),
         _cell(_label_tile(rgb, row.label, palette), "ground truth", row.condition, size),
         *(_cell(predicted.get(name), name, row.condition, size) for name in models),
+        *(_cell(heat.get(name), name, row.condition, size) for name in maps),
     ]
-    return f'<tr><th scope="row">{_e(row.condition)}</th>{"".join(cells)}</tr>'
+    return f'<tr><th scope="row">{escape(row.condition)}</th>{"".join(cells)}</tr>'
 
 
 def _overlay_grid(overlays: Sequence[OverlayRow], palette: np.ndarray) -> str:
-    """Rows = examples; columns = RGB, each modality (grey), ground truth, each model's prediction."""
+    """Rows = examples; columns = RGB, each modality (grey), ground truth, each model's prediction, each map."""
     modalities = _ordered(name for row in overlays for name in row.modalities)
     models = _ordered(name for row in overlays for name in row.predictions)
-    headers = ["", "RGB", *modalities, "ground truth", *models]
+    maps = _ordered(name for row in overlays for name in row.maps)
+    headers = ["", "RGB", *modalities, "ground truth", *models, *maps]
     columns = len(headers) - 1
     tile = int(np.clip((_PAGE_WIDTH - _ROW_HEADER_WIDTH) / columns - 8, 120, 240))
-    head = "".join(f'<th scope="col">{_e(h)}</th>' for h in headers)
-    body = "".join(_overlay_row(row, modalities, models, palette) for row in overlays)
+    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
+    body = "".join(_overlay_row(row, modalities, models, maps, palette) for row in overlays)
     return (
         f'<div class="grid-wrap"><table class="grid" style="--tile:{tile}px"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
@@ -454,7 +494,7 @@ def _legend(overlays: Sequence[OverlayRow], classes: Sequence[str], palette: np.
     for index in _present_classes(overlays, len(classes)):
         colour = "#{:02x}{:02x}{:02x}".format(*(int(v) for v in palette[index]))
         swatch = f'<span class="swatch" style="background:{colour}"></span>'
-        chips.append(f'<span class="chip">{swatch}{_e(classes[index])}</span>')
+        chips.append(f'<span class="chip">{swatch}{escape(classes[index])}</span>')
     return f'<div class="legend" aria-label="class colours">{"".join(chips)}</div>'
 
 
@@ -522,12 +562,23 @@ color:var(--muted);font-size:12px;background:repeating-linear-gradient(45deg,#f6
 .legend{display:flex;flex-wrap:wrap;gap:6px 16px;margin:0 0 10px;font-size:13px}
 .chip{display:inline-flex;align-items:center;gap:6px}
 .swatch{display:inline-block;width:14px;height:14px;border-radius:3px;border:1px solid rgba(0,0,0,.25)}
+.stats{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 16px}
+.stat{border:1px solid var(--line);border-radius:8px;padding:8px 16px;min-width:120px;background:var(--soft)}
+.stat span{display:block;color:var(--muted);font-size:13px}
+.stat b{font-size:22px;font-variant-numeric:tabular-nums}
+.note{max-width:100ch;margin:0 0 12px}
+code,pre{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--soft);border-radius:4px}
+code{padding:1px 5px}
+pre.command{margin:0 0 12px;padding:8px 12px;border:1px solid var(--line);overflow-x:auto}
+.ramp{display:inline-block;width:160px;height:12px;vertical-align:middle;border-radius:3px;margin:0 6px;
+border:1px solid rgba(0,0,0,.25)}
 footer{margin-top:40px;border-top:1px solid var(--line);color:var(--muted);font-size:12px}
 footer .wrap{padding:14px 24px 24px}
 """
 
 
-def _count(number: int, noun: str) -> str:
+def plural(number: int, noun: str) -> str:
+    """``"1 model"``, ``"2 models"``."""
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
@@ -536,55 +587,84 @@ def _header(
 ) -> str:
     meta = " · ".join(
         [
-            _count(len(summaries), "model"),
-            _count(len(_conditions(summaries)), "condition"),
-            _count(len(_metrics(summaries)), "metric"),
-            _count(len(overlays), "example"),
+            plural(len(summaries), "model"),
+            plural(len(_conditions(summaries)), "condition"),
+            plural(len(_metrics(summaries)), "metric"),
+            plural(len(overlays), "example"),
         ]
     )
-    paragraphs = "".join(f"<p>{_e(note)}</p>" for note in notes)
     links = [("miou", "mIoU"), ("metrics", "All metrics"), ("cost", "Cost")]
     links += [("examples", "Examples")] if overlays else []
-    nav = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in links)
+    return page_header(title, meta, notes, links)
+
+
+def page_header(title: str, meta: str, notes: Sequence[str], links: Sequence[tuple[str, str]]) -> str:
+    """The page's banner: title, a muted meta line, note paragraphs and ``(anchor, text)`` section links."""
+    paragraphs = "".join(f"<p>{escape(note)}</p>" for note in notes)
+    nav = "".join(f'<a href="#{escape(anchor)}">{escape(text)}</a>' for anchor, text in links)
     return (
-        f'<header><div class="wrap"><h1>{_e(title)}</h1><p class="meta">{_e(meta)}</p>'
+        f'<header><div class="wrap"><h1>{escape(title)}</h1><p class="meta">{escape(meta)}</p>'
         f'<div class="notes">{paragraphs}</div><nav>{nav}</nav></div></header>'
     )
 
 
-def _chart_card(chart: tuple[str, int], alt: str) -> str:
+def stat_tiles(items: Sequence[tuple[str, str]]) -> str:
+    """A row of headline numbers: ``(label, value)`` tiles."""
+    tiles = "".join(f'<div class="stat"><span>{escape(k)}</span><b>{escape(v)}</b></div>' for k, v in items)
+    return f'<div class="stats">{tiles}</div>'
+
+
+def chart_card(chart: tuple[str, int], alt: str) -> str:
     """A card that sits beside the previous one when 85 % of the chart's width fits there, else takes a line."""
     src, width = chart
-    image = f'<img class="chart" src="{src}" alt="{_e(alt)}">'
+    image = f'<img class="chart" src="{src}" alt="{escape(alt)}">'
     return f'<div class="card" style="flex:1 1 {round(0.85 * width)}px">{image}</div>'
 
 
-def _miou_section(summaries: Sequence[ModelSummary], grid: _Grid) -> str:
+def _miou_section(summaries: Sequence[ModelSummary], grid: Grid) -> str:
     chart = _miou_chart(summaries, _conditions(summaries))
     return (
-        f'<section id="miou"><h2>mIoU (%) by condition</h2><div class="cards">{_html_table(grid, heading=False)}'
-        f'{_chart_card(chart, "bar chart of mIoU by condition")}</div></section>'
+        f'<section id="miou"><h2>mIoU (%) by condition</h2><div class="cards">{html_table(grid, heading=False)}'
+        f'{chart_card(chart, "bar chart of mIoU by condition")}</div></section>'
     )
 
 
-def _metrics_section(summaries: Sequence[ModelSummary], grids: Sequence[_Grid]) -> str:
+def _metrics_section(summaries: Sequence[ModelSummary], grids: Sequence[Grid]) -> str:
     hint = "Bold: the best model for that condition and metric (higher is better). –: not measured."
-    tables = "".join(_html_table(grid) for grid in grids)
+    tables = "".join(html_table(grid) for grid in grids)
     others = [m for m in _metrics(summaries) if m != "mIoU"]
     chart = ""
     if others:
-        chart = _chart_card(_metric_charts(summaries, _conditions(summaries), others), "bar charts of every metric")
+        chart = chart_card(_metric_charts(summaries, _conditions(summaries), others), "bar charts of every metric")
     return (
-        f'<section id="metrics"><h2>All metrics</h2><p class="hint">{_e(hint)}</p>'
+        f'<section id="metrics"><h2>All metrics</h2><p class="hint">{escape(hint)}</p>'
         f'<div class="cards">{tables}{chart}</div></section>'
     )
 
 
-def _examples_section(overlays: Sequence[OverlayRow], classes: Sequence[str], palette: np.ndarray) -> str:
-    hint = "Ground truth and predictions blended over the RGB; modalities in grey (white = 1)."
+EXAMPLES_HINT = "Ground truth and predictions blended over the RGB; modalities in grey (white = 1)."
+
+
+def examples_section(
+    overlays: Sequence[OverlayRow],
+    classes: Sequence[str],
+    palette: np.ndarray,
+    hint: str = EXAMPLES_HINT,
+    title: str = "Examples",
+) -> str:
+    """The ``examples`` section: a hint, the class legend and the overlay grid (maps get a colour bar).
+
+    Raises:
+        ValueError: A bad palette or class ids out of range in the overlays.
+    """
+    colours = _check_palette(palette, classes)
+    _check_overlays(overlays, len(classes))
+    ramp = ""
+    if any(row.maps for row in overlays):
+        ramp = f'<p class="hint ramp-key">0 {heat_ramp()} 1</p>'
     return (
-        f'<section id="examples"><h2>Examples</h2><p class="hint">{_e(hint)}</p>'
-        f"{_legend(overlays, classes, palette)}{_overlay_grid(overlays, palette)}</section>"
+        f'<section id="examples"><h2>{escape(title)}</h2><p class="hint">{escape(hint)}</p>{ramp}'
+        f"{_legend(overlays, classes, colours)}{_overlay_grid(overlays, colours)}</section>"
     )
 
 
@@ -595,10 +675,10 @@ def _body(
     parts = [
         _miou_section(summaries, miou),
         _metrics_section(summaries, per_model),
-        f'<section id="cost"><h2>Cost</h2><div class="cards">{_html_table(cost, heading=False)}</div></section>',
+        f'<section id="cost"><h2>Cost</h2><div class="cards">{html_table(cost, heading=False)}</div></section>',
     ]
     if overlays:
-        parts.append(_examples_section(overlays, classes, palette))
+        parts.append(examples_section(overlays, classes, palette))
     return "".join(parts)
 
 
@@ -632,13 +712,17 @@ def write_report(
     _check_summaries(summaries)
     colours = _check_palette(palette, classes)
     _check_overlays(overlays, len(classes))
-    page = (
+    body = _body(summaries, overlays, classes, colours)
+    atomic_write_text(path, html_page(title, _header(title, summaries, overlays, notes), body))
+    return Path(path)
+
+
+def html_page(title: str, header: str, main: str, writer: str = "rgbxseg.report") -> str:
+    """The whole document: inline style, ``header`` (see :func:`page_header`), ``main`` and a footer."""
+    return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
-        f"<style>{_STYLE}</style></head><body>{_header(title, summaries, overlays, notes)}"
-        f'<main class="wrap">{_body(summaries, overlays, classes, colours)}</main>'
-        '<footer><div class="wrap">Written by rgbxseg.report: one self-contained file, no scripts, no network.'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
+        f'<style>{_STYLE}</style></head><body>{header}<main class="wrap">{main}</main>'
+        f'<footer><div class="wrap">Written by {escape(writer)}: one self-contained file, no scripts, no network.'
         "</div></footer></body></html>\n"
     )
-    atomic_write_text(path, page)
-    return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,10 +17,18 @@ from rgbxseg.metrics import BoundaryFScore, OccludedRecall, SegMetrics, SmallObj
 
 
 def evaluate(
-    model: nn.Module, dataset: SegDataset, cfg: EvalConfig, device: torch.device, progress: bool = True
+    model: nn.Module,
+    dataset: SegDataset,
+    cfg: EvalConfig,
+    device: torch.device,
+    progress: bool = True,
+    on_logits: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` over ``dataset`` and return :class:`~rgbxseg.metrics.SegMetrics` results (percent),
-    with the per-class lists keyed by class name under ``per_class``."""
+    with the per-class lists keyed by class name under ``per_class``.
+
+    ``on_logits(logits, label)``, when given, sees every batch's B×K×H×W logits and B×H×W labels (on
+    ``device``), so other measures (e.g. a calibration error) share this single pass."""
     was_training = model.training
     model.eval()
     batch_size = cfg.batch_size if cfg.mode == "whole" else 1
@@ -31,6 +40,8 @@ def evaluate(
             model, batch.image, batch.modalities, cfg.mode, cfg.window, cfg.stride, cfg.flip, batch.present
         )
         metrics.update(logits.argmax(1), batch.label)
+        if on_logits is not None:
+            on_logits(logits, batch.label)
     model.train(was_training)
     result = metrics.compute()
     per_class = {name: {k: result[k][i] for k in ("IoU", "Acc", "F1")} for i, name in enumerate(dataset.classes)}

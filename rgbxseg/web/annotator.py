@@ -84,7 +84,8 @@ def list_images(folder: Path) -> dict[str, Path]:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", array)
+    """PNG bytes at zlib level 1: answers go to a browser on this machine, so encoding time beats size."""
+    ok, encoded = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise DataError("could not encode a PNG")
     return encoded.tobytes()
