@@ -363,7 +363,8 @@ def _bars(ax: Axes, summaries: Sequence[ModelSummary], conditions: Sequence[str]
         ax.bar_label(bars, labels=[fmt(v) for v in values], fontsize=7, padding=2)
         top = max(top, float(np.nanmax(values, initial=0.0)))
     rotated = len(conditions) > 5
-    ax.set_xticks(x, [mpl_text(c) for c in conditions], rotation=25 if rotated else 0, ha="right" if rotated else "center")
+    labels = [mpl_text(c) for c in conditions]
+    ax.set_xticks(x, labels, rotation=25 if rotated else 0, ha="right" if rotated else "center")
     ax.set_ylim(0, min(105.0, top * 1.15) if top > 0 else 100.0)
     ax.set_title(mpl_text(metric), fontsize=10)
     ax.set_ylabel("%")

@@ -205,3 +205,25 @@ def test_print_tables_prints_the_numbers() -> None:
     assert "60.0" in text and "52.2" in text and "+5.0" in text and "-2.2" in text  # values and Δ
     assert "12.3" in text and "5.8" in text and "41.3" in text and "73.9" in text  # params (M), FPS
     assert "–" in text  # the NaN metric
+
+
+def test_maps_are_heat_tiles_after_the_predictions(tmp_path: Path) -> None:
+    from matplotlib import colormaps
+
+    from rgbxseg.report import HEAT_MAP
+
+    image, label = np.zeros((4, 6, 3), np.uint8), np.ones((4, 6), np.int64)
+    ramp = np.tile(np.linspace(0.0, 1.0, 6, dtype=np.float32), (4, 1))
+    rows = [
+        OverlayRow("a", image, {}, label, {"Fused": label}, maps={"uncertainty": ramp}),
+        OverlayRow("b", image, {}, label, {"Fused": label}),
+    ]
+    text = write_report(tmp_path / "r.html", "t", summaries(), rows, CLASSES, PALETTE).read_text()
+    head = text.split('<table class="grid"')[1].split("</thead>")[0]
+    assert head.index(">Fused<") < head.index(">uncertainty<")  # maps come after the predictions
+    tile = decode(parse(text).images["uncertainty — a"])
+    expected = colormaps[HEAT_MAP]([0.0, 1.0], bytes=True)[:, :3]
+    assert tile[0, 0].tolist() == expected[0].tolist() and tile[0, -1].tolist() == expected[1].tolist()
+    assert text.count('class="absent"') == 1 and 'class="ramp"' in text  # row b has no map; a colour bar
+    with pytest.raises(ValueError, match="map 'uncertainty' is 4×5 but the image is 4×6"):
+        OverlayRow("c", image, {}, label, {}, maps={"uncertainty": ramp[:, :5]})
