@@ -93,10 +93,13 @@ def export(
     ),
 ) -> None:
     """Write PNG label maps, per-surface masks and COCO JSON (RLE) of the saved annotations."""
+    from rgbxseg.errors import DataError
     from rgbxseg.web.annotator import load_classes
     from rgbxseg.web.export import export_annotations
     from rgbxseg.web.project import AnnotationProject
 
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found")
     store = AnnotationProject(project or default_project(folder))
     target = out or store.folder / "export"
     files = export_annotations(store, [(c.id, c.name) for c in load_classes(classes)], target, formats)
