@@ -20,8 +20,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_shipped_engine_segments_the_object_in_a_few_clicks(
-    browser: Any, data_folder: Path, tmp_path: Path
-) -> None:  # noqa: F811
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    data_folder: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     annotator = Annotator(data_folder, MMMSEngine.from_weights("vit_s14"), AnnotationProject(tmp_path / "p"), CLASSES)
     server = LiveServer(annotator)
     ui = Ui(browser, server)
