@@ -80,7 +80,7 @@ def as_image_tensor(image: np.ndarray | Tensor) -> Tensor:
         array = np.asarray(image)
         if array.ndim != 3 or array.shape[2] != 3:
             raise DataError(f"expected an H×W×3 RGB image, got an array of shape {array.shape}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
+        tensor = torch.tensor(array).permute(2, 0, 1).float()  # a copy: PIL's arrays are read-only
         if array.dtype == np.uint8:
             tensor = tensor / 255.0
     if tensor.ndim != 3 or tensor.shape[0] != 3:
