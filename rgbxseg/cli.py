@@ -167,6 +167,7 @@ def evaluate_command(
         False, "--robustness", help="Also every corruption × severity and missing-modality protocol."
     ),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Robustness outputs (default: CHECKPOINT_DIR/robustness)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images of the split."),
     overrides: list[str] = SetOption,
 ) -> None:
     """Evaluate a checkpoint: mIoU, mAcc (MPA), aAcc, mF1 and per-class IoU/Acc/F1; with --robustness the
@@ -175,15 +176,14 @@ def evaluate_command(
 
     from rgbxseg.atomic import atomic_write_text
     from rgbxseg.config import load_config
-    from rgbxseg.data import build_dataset
     from rgbxseg.engine.evaluate import evaluate
     from rgbxseg.predictor import load_trained
+    from rgbxseg.run_report import evaluation_split
 
     cfg = load_config(config, _overrides(overrides))
     device = torch_device()
     trained = load_trained(checkpoint, device)
-    data = cfg.data
-    dataset = build_dataset(data.dataset, split or cfg.eval.split, data.root, data.modalities, **data.options)
+    dataset, _ = evaluation_split(cfg, split or cfg.eval.split, limit)
     if robustness:
         _robustness(trained.model, dataset, cfg, device, out_dir or checkpoint.parent / "robustness")
         return
@@ -200,14 +200,14 @@ def _robustness(model, dataset, cfg, device, out_dir: Path) -> None:  # noqa: AN
 
     results = run_suite(model, dataset, robustness_suite(dataset.modalities), cfg.eval, device)
     rows = table(results)
-    grid = Table(title=f"{cfg.name}: robustness on {dataset.name}")
+    grid = Table(title=f"{cfg.name}: robustness on {dataset.name} ({len(dataset)} images)")
     for column in ("row", "mIoU", "drop %"):
         grid.add_column(column, justify="left" if column == "row" else "right")
     for row in rows:
         grid.add_row(row["name"], f"{row['mIoU']:.2f}", f"{row['drop %']:.1f}")
     console.print(grid)
     console.print(summary(rows))
-    for path in write_outputs(results, out_dir, cfg.name):
+    for path in write_outputs(results, out_dir, cfg.name, images=len(dataset)):
         console.print(f"wrote {path}")
 
 
@@ -442,13 +442,19 @@ def demo(
     iterations: int = typer.Option(150, "--iterations", min=1, help="Training iterations of each of the two models."),
     size: tuple[int, int] = typer.Option((192, 256), "--size", help="Scene height and width."),
     eval_samples: int = typer.Option(40, "--eval-samples", min=1, help="Test scenes per condition."),
+    robustness_images: int = typer.Option(
+        16, "--robustness-images", min=1, help="Test scenes per row of the robustness suite."
+    ),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: all cores)."),
 ) -> None:
     """The main job, on embedded data: train DAMCSeg (RGB+depth+thermal) and an RGB-only DeepLabV3+ on
     SyntheticStreets, evaluate them by day, at night, in fog and with sensors missing, write a report."""
     from rgbxseg.demo import DemoSettings, run_demo
 
-    run_demo(DemoSettings(output, iterations, size, eval_samples=eval_samples, threads=threads or None), console)
+    settings = DemoSettings(
+        output, iterations, size, eval_samples=eval_samples, robustness_images=robustness_images, threads=threads or None
+    )
+    run_demo(settings, console)
 
 
 def main() -> None:

@@ -6,8 +6,12 @@
    is one). DAMCSeg costs about three times as much per iteration; the report gives both FPS.
 3. Evaluates both on held-out scenes under every condition of :data:`CONDITIONS`: by day, at night,
    in fog, with each sensor missing, at night without thermal, and by day with RGB only.
-4. Writes ``<output>/report.html`` (tables, bar charts, prediction overlays), ``<output>/results.json``
-   and prints the same tables in the terminal.
+4. Runs the robustness suite (:mod:`rgbxseg.robustness`) on the first ``robustness_images`` test scenes
+   and writes each model's run report (:mod:`rgbxseg.run_report`: per-class metrics, ECE before / after
+   temperature scaling fitted on the val split, robustness heat-map, uncertainty maps) to
+   ``<output>/<name>/report.html``.
+5. Writes ``<output>/report.html`` (tables, bar charts, prediction overlays, calibration and robustness with
+   links to the run reports), ``<output>/results.json`` and prints the same tables in the terminal.
 
 The training runs are ordinary rgbxseg runs (``<output>/<name>/``: checkpoints, CSV logs), so
 ``rgbxseg eval``/``predict`` work on them afterwards.
@@ -33,7 +37,10 @@ from rgbxseg.config import ExperimentConfig, parse_config
 from rgbxseg.data import SyntheticStreets, collate, to_sample
 from rgbxseg.engine.evaluate import evaluate_robust
 from rgbxseg.engine.trainer import Trainer
-from rgbxseg.report import ModelSummary, OverlayRow, print_tables, write_report
+from rgbxseg.report import ModelSummary, OverlayRow, RunLink, print_tables, write_report
+from rgbxseg.robustness import robustness_suite
+from rgbxseg.robustness.evaluate import run_suite, summary, table, write_outputs
+from rgbxseg.run_report import ROBUSTNESS_DIR, evaluation_split, write_run_report
 
 CONDITIONS = ("day", "night", "fog", "no_depth", "no_thermal", "night+no_thermal", "day+no_depth+no_thermal")
 OVERLAY_CONDITIONS = ("day", "night", "fog", "night+no_thermal")
@@ -56,6 +63,7 @@ class DemoSettings:
     size: tuple[int, int] = (192, 256)
     train_samples: int = 400
     eval_samples: int = 40
+    robustness_images: int = 16
     batch_size: int = 8
     threads: int | None = None
     seed: int = 0
@@ -102,6 +110,21 @@ def _train(cfg: ExperimentConfig) -> tuple[nn.Module, float]:
     trainer = Trainer(cfg)
     state = trainer.run()
     return trainer.model.eval(), state.elapsed
+
+
+def _run_report(label: str, cfg: ExperimentConfig, model: nn.Module, settings: DemoSettings) -> RunLink:
+    """The robustness suite on the first ``robustness_images`` test scenes, then the run's own report, with
+    T fitted on ``eval_samples`` val scenes (the demo trains without a val split; this config adds one)."""
+    data = cfg.data.model_copy(update={"val_split": "val", "options": cfg.data.options | {"n": max(settings.eval_samples, settings.robustness_images)}})
+    cfg = cfg.model_copy(update={"data": data})
+    device = next(model.parameters()).device
+    dataset, _ = evaluation_split(cfg, "test", settings.robustness_images)
+    results = run_suite(model, dataset, robustness_suite(dataset.modalities), cfg.eval, device, progress=False)
+    write_outputs(results, cfg.run_dir / ROBUSTNESS_DIR, label, images=len(dataset))
+    path, report = write_run_report(cfg.run_dir, config=cfg, limit=settings.eval_samples, overlays=3, device=device)
+    c, s = report.calibration, summary(table(results))
+    href = path.relative_to(settings.output_dir).as_posix()
+    return RunLink(label, href, c.temperature, c.before["ECE"], c.after["ECE"], s["clean mIoU"], s["kept %"])
 
 
 def _test_set(model: nn.Module, condition: str, settings: DemoSettings) -> SyntheticStreets:
@@ -170,11 +193,12 @@ def run_demo(settings: DemoSettings = DemoSettings(), console: Console | None = 
         torch.set_num_threads(settings.threads)
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     models: dict[str, nn.Module] = {}
+    configs: dict[str, ExperimentConfig] = {}
     seconds: dict[str, float] = {}
     for label, mapping in _model_configs(settings).items():
         console.rule(f"training {label}: {settings.iterations} iterations")
-        cfg = parse_config(mapping, f"demo:{label}")
-        models[label], seconds[label] = _train(cfg)
+        configs[label] = parse_config(mapping, f"demo:{label}")
+        models[label], seconds[label] = _train(configs[label])
     device = next(next(iter(models.values())).parameters()).device
     summaries = []
     for label, model in models.items():
@@ -183,6 +207,14 @@ def run_demo(settings: DemoSettings = DemoSettings(), console: Console | None = 
         params = sum(p.numel() for p in model.parameters())
         summaries.append(ModelSummary(label, params, frames_per_second(model, settings, device), metrics))
     print_tables(summaries, console)
+    runs = []
+    for label, model in models.items():
+        console.rule(f"robustness and calibration of {label}")
+        runs.append(_run_report(label, configs[label], model, settings))
+        console.print(
+            f"ECE {runs[-1].ece_before:.2f} % → {runs[-1].ece_after:.2f} % at T = {runs[-1].temperature:.3g}; "
+            f"corrupted mIoU {runs[-1].kept:.1f} % of clean → {settings.output_dir / runs[-1].href}"
+        )
     report = settings.output_dir / "report.html"
     write_report(
         report,
@@ -192,9 +224,13 @@ def run_demo(settings: DemoSettings = DemoSettings(), console: Console | None = 
         SyntheticStreets.classes,
         SyntheticStreets(1).palette,
         _notes(settings, seconds, device),
+        runs,
     )
     results = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}}
-    results["models"] = [asdict(s) | {"train_seconds": round(seconds[s.name], 1)} for s in summaries]
+    results["models"] = [
+        asdict(s) | {"train_seconds": round(seconds[s.name], 1), "run_report": asdict(r)}
+        for s, r in zip(summaries, runs, strict=True)
+    ]
     atomic_write_text(settings.output_dir / "results.json", json.dumps(results, indent=2))
     console.print(f"report: {report}")
     return report

@@ -148,6 +148,30 @@ def _check_map(what: str, array: np.ndarray, size: tuple[int, ...], integer: boo
 
 # ----------------------------------------------------------------------------------------- table model
 @dataclass(frozen=True)
+class RunLink:
+    """A model's own run report (:mod:`rgbxseg.run_report`), linked from a comparison page with its
+    headline calibration and robustness numbers (percent; NaN: not measured).
+
+    Args:
+        name: The model's display name (as in the summaries).
+        href: The run report's path relative to the comparison page.
+        temperature: The fitted calibration temperature.
+        ece_before: ECE at T = 1.
+        ece_after: ECE after temperature scaling.
+        clean_miou: mIoU of the robustness suite's clean row.
+        kept: Mean mIoU over every corruption × severity, in percent of ``clean_miou``.
+    """
+
+    name: str
+    href: str
+    temperature: float
+    ece_before: float
+    ece_after: float
+    clean_miou: float
+    kept: float
+
+
+@dataclass(frozen=True)
 class Cell:
     """A table cell: its text, bold or not, and a tone (``"pos"``/``"neg"``: green/red)."""
 
@@ -584,7 +608,7 @@ def plural(number: int, noun: str) -> str:
 
 
 def _header(
-    title: str, summaries: Sequence[ModelSummary], overlays: Sequence[OverlayRow], notes: Sequence[str]
+    title: str, summaries: Sequence[ModelSummary], overlays: Sequence[OverlayRow], notes: Sequence[str], runs: bool
 ) -> str:
     meta = " · ".join(
         [
@@ -595,6 +619,7 @@ def _header(
         ]
     )
     links = [("miou", "mIoU"), ("metrics", "All metrics"), ("cost", "Cost")]
+    links += [("runs", "Calibration and robustness")] if runs else []
     links += [("examples", "Examples")] if overlays else []
     return page_header(title, meta, notes, links)
 
@@ -669,8 +694,31 @@ def examples_section(
     )
 
 
+def _runs_section(runs: Sequence[RunLink]) -> str:
+    header = ["T", "ECE before", "ECE after", "clean mIoU", "corrupted, % kept"]
+    rows = [
+        (r.name, [Cell(f"{r.temperature:.3g}"), *(Cell(fmt(v)) for v in (r.ece_before, r.ece_after, r.clean_miou, r.kept))])
+        for r in runs
+    ]
+    caption = (
+        "ECE (15 bins, %) before and after temperature scaling fitted on the val split; clean and corrupted mIoU "
+        "from the robustness suite (6 corruptions × 5 severities on RGB), on the images each run report names."
+    )
+    grid = Grid("Calibration and robustness", header, rows, caption)
+    links = " · ".join(f'<a href="{escape(r.href)}">{escape(r.name)}</a>' for r in runs)
+    return (
+        f'<section id="runs"><h2>Calibration and robustness</h2><p class="hint">Each model\'s run report '
+        f"(metrics, per-class table, reliability diagrams, robustness heat-map, uncertainty maps): {links}</p>"
+        f'<div class="cards">{html_table(grid, heading=False)}</div></section>'
+    )
+
+
 def _body(
-    summaries: Sequence[ModelSummary], overlays: Sequence[OverlayRow], classes: Sequence[str], palette: np.ndarray
+    summaries: Sequence[ModelSummary],
+    overlays: Sequence[OverlayRow],
+    classes: Sequence[str],
+    palette: np.ndarray,
+    runs: Sequence[RunLink] = (),
 ) -> str:
     miou, per_model, cost = _grids(summaries)
     parts = [
@@ -678,6 +726,8 @@ def _body(
         _metrics_section(summaries, per_model),
         f'<section id="cost"><h2>Cost</h2><div class="cards">{html_table(cost, heading=False)}</div></section>',
     ]
+    if runs:
+        parts.append(_runs_section(runs))
     if overlays:
         parts.append(examples_section(overlays, classes, palette))
     return "".join(parts)
@@ -691,6 +741,7 @@ def write_report(
     classes: Sequence[str],
     palette: np.ndarray,
     notes: Sequence[str] = (),
+    runs: Sequence[RunLink] = (),
 ) -> Path:
     """Write the self-contained HTML report (tables, bar charts, overlay grid, class legend) atomically.
 
@@ -702,6 +753,7 @@ def write_report(
         classes: Class names, indexed by class id.
         palette: K×3 RGB colours (K >= number of classes), indexed by class id.
         notes: Paragraphs shown under the title (what was run, how to read it).
+        runs: Links to each model's run report with its calibration and robustness headline.
 
     Returns:
         ``path``.
@@ -713,8 +765,8 @@ def write_report(
     _check_summaries(summaries)
     colours = _check_palette(palette, classes)
     _check_overlays(overlays, len(classes))
-    body = _body(summaries, overlays, classes, colours)
-    atomic_write_text(path, html_page(title, _header(title, summaries, overlays, notes), body))
+    body = _body(summaries, overlays, classes, colours, runs)
+    atomic_write_text(path, html_page(title, _header(title, summaries, overlays, notes, bool(runs)), body))
     return Path(path)
 
 

@@ -211,12 +211,13 @@ def fit_split(cfg: ExperimentConfig) -> tuple[str, bool]:
     return cfg.data.train_split, True
 
 
-def _split(cfg: ExperimentConfig, split: str, limit: int | None) -> tuple[SegDataset, int]:
+def evaluation_split(cfg: ExperimentConfig, split: str, limit: int | None = None) -> tuple[SegDataset, int]:
+    """Split ``split`` of the config's dataset, cut to its first ``limit`` images, and the split's full size."""
     data = cfg.data
     dataset = build_dataset(data.dataset, split, data.root, data.modalities, **data.options)
     total = len(dataset)
     if limit is not None and limit < total:
-        dataset = SegSubset(dataset, range(limit))
+        dataset = SegSubset(dataset, range(limit), dataset.transform)
     if len(dataset) == 0:
         raise ConfigError(f"{data.dataset}/{split} has no images to evaluate")
     return dataset, total
@@ -227,7 +228,7 @@ def _calibrate(
     model: torch.nn.Module, cfg: ExperimentConfig, limit: int | None, device: torch.device
 ) -> tuple[float, str, int, int, bool]:
     split, on_train = fit_split(cfg)
-    dataset, _ = _split(cfg, split, limit)
+    dataset, _ = evaluation_split(cfg, split, limit)
     e = cfg.eval
     try:
         logits, labels = collect_logits(
@@ -259,7 +260,7 @@ def _overlay_rows(predictor: Predictor, dataset: SegDataset, count: int) -> list
 def build_run_report(
     run_dir: str | Path,
     *,
-    config: str | Path | None = None,
+    config: str | Path | ExperimentConfig | None = None,
     checkpoint: str | Path | None = None,
     split: str | None = None,
     limit: int | None = None,
@@ -271,7 +272,7 @@ def build_run_report(
 
     Args:
         run_dir: A run folder of ``rgbxseg train`` (``best.pt`` / ``last.pt``, logs, ``run_info.json``).
-        config: An experiment YAML to use instead of the config stored in the checkpoint.
+        config: An experiment YAML (or a parsed config) to use instead of the config stored in the checkpoint.
         checkpoint: A checkpoint name inside ``run_dir`` or a path (default: best.pt, else last.pt).
         split: The split to evaluate (default: the config's ``eval.split``).
         limit: Only the first N images of the evaluated split and of the split T is fitted on.
@@ -291,12 +292,14 @@ def build_run_report(
     state = load_checkpoint(checkpoint_path)
     device = torch.device(device)
     trained = trained_from_checkpoint(state, checkpoint_path, device)
-    if config is not None:
+    if isinstance(config, ExperimentConfig):
+        cfg, source = config, f"the caller's config '{config.name}'"
+    elif config is not None:
         cfg, source = load_config(config), str(config)
     else:
         cfg, source = parse_config(state["config"], checkpoint_path), f"the checkpoint ({checkpoint_path.name})"
     chosen = split or cfg.eval.split
-    dataset, total = _split(cfg, chosen, limit)
+    dataset, total = evaluation_split(cfg, chosen, limit)
     if len(trained.classes) != dataset.num_classes:
         raise ConfigError(
             f"{checkpoint_path}: the model has {len(trained.classes)} classes but "

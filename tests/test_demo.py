@@ -31,6 +31,7 @@ class _Tags(HTMLParser):
 def test_demo_writes_report_and_results(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--output", str(out), "--iterations", "2", "--size", "64", "96", "--eval-samples", "2", "--threads", "1"]
+    args += ["--robustness-images", "2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     for name in ("DAMCSeg (RGB+D+T)", "DeepLabV3+ (RGB)", "night+no_thermal"):
@@ -44,7 +45,15 @@ def test_demo_writes_report_and_results(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     tags = _Tags()
     tags.feed(html)
-    assert tags.tables >= 3 and tags.images >= 3  # tables, bar charts, overlays
-    for run in ("damcseg", "deeplabv3plus_rgb"):
+    assert tags.tables >= 4 and tags.images >= 3  # tables, bar charts, overlays, calibration and robustness
+    assert 'id="runs"' in html
+    for model, run in zip(results["models"], ("damcseg", "deeplabv3plus_rgb"), strict=True):
+        assert model["run_report"]["href"] == f"{run}/report.html" and f'href="{run}/report.html"' in html
+        assert 0.0 <= model["run_report"]["ece_after"] <= 100.0 and model["run_report"]["temperature"] > 0
+        robustness = json.loads((out / run / "robustness" / "robustness.json").read_text())
+        assert robustness["images"] == 2 and robustness["rows"][0]["name"] == "clean"
+        page = (out / run / "report.html").read_text()
+        assert "reliability diagrams before and after" in page and "robustness heat-map" in page
+        assert "No robustness results" not in page
         assert (out / run / "last.pt").is_file()
         assert len((out / run / "train_log.csv").read_text().splitlines()) == 1 + 2  # header + 2 iterations

@@ -4,7 +4,6 @@ GrabCut image reaches a good mask in a few simulated clicks, and the README's Py
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -74,11 +74,13 @@ def test_eval_robustness_command(tmp_path: Path) -> None:
     train(parse_config(config), progress_bar=False)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     checkpoint = tmp_path / "runs" / "tiny" / "last.pt"
-    args = ["eval", "--config", str(tmp_path / "tiny.yaml"), "--checkpoint", str(checkpoint), "--robustness"]
+    args = ["eval", "--config", str(tmp_path / "tiny.yaml"), "--checkpoint", str(checkpoint), "--robustness", "--limit", "3"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = tmp_path / "runs" / "tiny" / "robustness"
-    rows = json.loads((out / "robustness.json").read_text())["rows"]
+    payload = json.loads((out / "robustness.json").read_text())
+    assert payload["images"] == 3
+    rows = payload["rows"]
     names = [r["name"] for r in rows]
     assert (
         names[0] == "clean" and "low_light@5" in names and "missing:thermal" in names and "random_missing@0.5" in names

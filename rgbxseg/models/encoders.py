@@ -19,7 +19,14 @@ from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
 from rgbxseg.errors import ConfigError
-from rgbxseg.models.weights import IMAGENET_MEAN, IMAGENET_STD, TF_LITE_MEAN, TF_LITE_STD, load_pretrained, load_state_into
+from rgbxseg.models.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TF_LITE_MEAN,
+    TF_LITE_STD,
+    load_pretrained,
+    load_state_into,
+)
 
 # Extra (non-RGB) input channels are maps in [0, 1]; they are centred the same way for every encoder.
 MODALITY_MEAN, MODALITY_STD = 0.5, 0.25

@@ -124,11 +124,14 @@ def _panel(ax: Any, values: np.ndarray, rows: list[str], columns: list[str], xla
         ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8)
 
 
-def write_outputs(results: Mapping[str, Mapping[str, Any]], out_dir: Path, title: str) -> list[Path]:
-    """``robustness.json`` (full results + summary), ``robustness.csv`` (the table) and ``robustness.png``."""
+def write_outputs(
+    results: Mapping[str, Mapping[str, Any]], out_dir: Path, title: str, images: int | None = None
+) -> list[Path]:
+    """``robustness.json`` (full results + summary + the number of evaluated ``images``), ``robustness.csv``
+    (the table) and ``robustness.png``."""
     rows = table(results)
     paths = [out_dir / "robustness.json", out_dir / "robustness.csv", out_dir / "robustness.png"]
-    payload = {"summary": summary(rows), "rows": rows, "results": results}
+    payload = {"summary": summary(rows), "images": images, "rows": rows, "results": results}
     atomic_write_text(paths[0], json.dumps(payload, indent=2))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
