@@ -268,8 +268,10 @@ TWO_FRAMES_JS = "() => new Promise((r) => requestAnimationFrame(() => requestAni
 class Ui:
     """One browser page on a server, with the page's console errors, uncaught exceptions and failed requests."""
 
-    def __init__(self, browser: Any, server: LiveServer) -> None:
-        self.server = server
+    def __init__(
+        self, browser: Any, server: LiveServer, image_id: str = IMAGE_ID, size: tuple[int, int] = (H, W)
+    ) -> None:
+        self.server, self.image_id, self.size = server, image_id, size
         self.context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
@@ -292,8 +294,9 @@ class Ui:
         self.wait_opened()
 
     def wait_opened(self) -> None:
-        self.wait(f"document.body.dataset.image === '{IMAGE_ID}'")
-        self.wait_colour(5, 5, BACKGROUND_RGB, tol=10)  # the RGB image is loaded and drawn
+        self.wait(f"document.body.dataset.image === '{self.image_id}'")
+        if self.image_id == IMAGE_ID:
+            self.wait_colour(5, 5, BACKGROUND_RGB, tol=10)  # the RGB image is loaded and drawn
         self.expected_clicks = int(self.page.evaluate("document.body.dataset.clicks"))
 
     def wait(self, condition: str = "true") -> None:
@@ -315,9 +318,10 @@ class Ui:
     def to_page(self, y: int, x: int, canvas: str = "#canvas") -> tuple[int, int, int, int]:
         """Whole page coordinates of image pixel (y, x), and the pixel the UI maps them back to (its toImage)."""
         left, top, width, height = self.rect(canvas)
-        px, py = round(left + (x + 0.5) * width / W), round(top + (y + 0.5) * height / H)
-        mx = min(W - 1, max(0, int(np.floor((px - left) / width * W))))
-        my = min(H - 1, max(0, int(np.floor((py - top) / height * H))))
+        h, w = self.size
+        px, py = round(left + (x + 0.5) * width / w), round(top + (y + 0.5) * height / h)
+        mx = min(w - 1, max(0, int(np.floor((px - left) / width * w))))
+        my = min(h - 1, max(0, int(np.floor((py - top) / height * h))))
         return px, py, my, mx
 
     def click(self, y: int, x: int, right: bool = False, canvas: str = "#canvas") -> tuple[int, int]:
@@ -334,12 +338,12 @@ class Ui:
         self.wait(condition)
 
     def pixel(self, y: int, x: int, canvas: str = "#canvas") -> tuple[int, int, int]:
-        return tuple(self.page.evaluate(PIXEL_JS, [canvas, y, x, H, W]))
+        return tuple(self.page.evaluate(PIXEL_JS, [canvas, y, x, *self.size]))
 
     def wait_colour(self, y: int, x: int, rgb: tuple[float, ...], tol: float = 12, canvas: str = "#canvas") -> None:
         """Wait until the canvas shows about ``rgb`` at image pixel (y, x)."""
         try:
-            self.page.wait_for_function(COLOUR_NEAR_JS, arg=[canvas, y, x, H, W, list(rgb), tol], timeout=5000)
+            self.page.wait_for_function(COLOUR_NEAR_JS, arg=[canvas, y, x, *self.size, list(rgb), tol], timeout=5000)
         except Exception as error:  # the colour it shows instead makes the failure readable
             raise AssertionError(f"{canvas} at ({y}, {x}) shows {self.pixel(y, x, canvas)}, expected ~{rgb}") from error
 
@@ -353,7 +357,7 @@ class Ui:
         return self.page.evaluate(f"document.body.dataset.{name}")
 
     def mask(self) -> np.ndarray:
-        return decode_png(self.server.state()["mask"])
+        return decode_png(self.server.state(self.image_id)["mask"])
 
     def assert_clean(self, allowed_statuses: tuple[int, ...] = ()) -> None:
         """No console error, uncaught exception or failed request, but for responses of ``allowed_statuses``."""

@@ -10,6 +10,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from rgbxseg.cli import app
+from rgbxseg.web.annotator import load_classes
 from rgbxseg.web.cli import default_project
 from rgbxseg.web.project import AnnotationProject
 
@@ -22,6 +23,9 @@ def test_make_demo_writes_an_rgbx_folder(tmp_path: Path) -> None:
         assert [f.name for f in files] == ["scene000.png", "scene001.png"]
     depth = cv2.imread(str(tmp_path / "demo" / "depth" / "scene000.png"), cv2.IMREAD_UNCHANGED)
     assert depth.dtype == np.uint16 and depth.shape == (360, 480) and depth.max() > 1000
+    classes = load_classes(tmp_path / "demo" / "classes.yaml")
+    assert [c.name for c in classes[:4]] == ["sky", "road", "sidewalk", "building"] and classes[1].color == "#804080"
+    assert "--classes" in result.output
 
 
 def test_export_command_writes_label_maps_and_coco(tmp_path: Path) -> None:

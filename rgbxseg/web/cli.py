@@ -12,11 +12,15 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from rgbxseg.data import SyntheticStreets
 
 console = Console()
 
@@ -106,19 +110,31 @@ def export(
     console.print(f"wrote {len(files)} files to {target}")
 
 
-@annotate_app.command("make-demo")
-def make_demo(
-    out: Path = typer.Argument(..., help="Folder to create (RGB-X layout: rgb/, depth/, thermal/)."),
-    images: int = typer.Option(6, "--images", min=1),
-) -> None:
-    """Write SyntheticStreets scenes as an RGB-X folder to try the annotation UI on (no files needed)."""
-    import cv2
-    import numpy as np
+DEMO_SIZE, DEMO_SEED = (360, 480), 7
 
-    from rgbxseg.atomic import atomic_path
+
+def demo_scenes(images: int) -> SyntheticStreets:
+    """The scenes ``make-demo`` writes: SyntheticStreets by day with depth and thermal (their labels are the
+    ground truth the tests annotate against)."""
     from rgbxseg.data import SyntheticStreets
 
-    scenes = SyntheticStreets(images, (360, 480), seed=7, conditions=("day",), modalities=("depth", "thermal"))
+    return SyntheticStreets(images, DEMO_SIZE, seed=DEMO_SEED, conditions=("day",), modalities=("depth", "thermal"))
+
+
+@annotate_app.command("make-demo")
+def make_demo(
+    out: Path = typer.Argument(..., help="Folder to create (RGB-X layout: rgb/, depth/, thermal/, classes.yaml)."),
+    images: int = typer.Option(6, "--images", min=1),
+) -> None:
+    """Write SyntheticStreets scenes as an RGB-X folder to try the annotation UI on (no files needed), with
+    the scenes' classes and colours in classes.yaml."""
+    import cv2
+    import numpy as np
+    import yaml
+
+    from rgbxseg.atomic import atomic_path, atomic_write_text
+
+    scenes = demo_scenes(images)
     for index in range(images):
         raw = scenes.load(index)
         files = {"rgb": cv2.cvtColor((raw.image * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)}
@@ -126,4 +142,10 @@ def make_demo(
         for name, array in files.items():
             with atomic_path(out / name / f"scene{index:03d}.png") as tmp:
                 cv2.imwrite(str(tmp), array)
-    console.print(f"wrote {images} scenes to {out}; try: rgbxseg annotate {out} --modalities depth,thermal")
+    colours = ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in np.asarray(scenes.palette)[: len(scenes.classes)]]
+    entries = [{"name": name, "color": colour} for name, colour in zip(scenes.classes, colours, strict=True)]
+    atomic_write_text(out / "classes.yaml", yaml.safe_dump(entries, sort_keys=False))
+    console.print(
+        f"wrote {images} scenes to {out}; try: rgbxseg annotate {out} --modalities depth,thermal "
+        f"--classes {out / 'classes.yaml'}"
+    )
