@@ -52,6 +52,10 @@ class DataConfig(Strict):
     subset: int | None = Field(default=None, ge=1, description="use only the first N training samples")
     occlusion: float = Field(default=0.0, ge=0, le=1, description="probability of random occlusion (DAMCSeg)")
     tiny_zoom: float = Field(default=0.0, ge=0, le=1, description="probability of an upscaled tiny-target crop (DAMCSeg)")
+    corruption: float = Field(
+        default=0.0, ge=0, le=1, description="probability of a random corruption of the RGB image (rgbxseg.robustness)"
+    )
+    corruption_names: tuple[str, ...] | None = Field(default=None, description="corruptions to draw from; null: all")
 
 
 class StageConfig(Strict):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from rgbxseg.atomic import atomic_write_text
 from rgbxseg.config import ExperimentConfig
 from rgbxseg.data import Batch, SegDataset, build_dataset, train_transforms
-from rgbxseg.data.augment import with_damcseg_augmentations
+from rgbxseg.data.augment import Pipeline, with_damcseg_augmentations
 from rgbxseg.data.base import SegSubset
 from rgbxseg.engine import distributed
 from rgbxseg.engine.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -38,6 +38,7 @@ from rgbxseg.engine.loader import SeededView, epoch_loader, steps_per_epoch
 from rgbxseg.engine.schedule import autocast, lr_factor
 from rgbxseg.errors import ConfigError
 from rgbxseg.models import create_model
+from rgbxseg.robustness.augment import RandomCorruption
 
 
 @dataclass
@@ -57,7 +58,13 @@ def build_datasets(cfg: ExperimentConfig) -> tuple[SegDataset, SegDataset | None
     if data.subset is not None:
         train = SegSubset(train, range(min(data.subset, len(train))))
     joint = train_transforms(data.crop_size, data.scale, data.hflip, data.color_jitter, seed=cfg.train.seed)
-    train.transform = with_damcseg_augmentations(joint, data.occlusion, data.tiny_zoom)
+    transform = with_damcseg_augmentations(joint, data.occlusion, data.tiny_zoom)
+    if data.corruption > 0:
+        try:
+            transform = Pipeline([transform, RandomCorruption(data.corruption, data.corruption_names)])
+        except ValueError as error:
+            raise ConfigError(f"data.corruption_names: {error}") from None
+    train.transform = transform
     val = build_dataset(data.dataset, data.val_split, data.root, data.modalities, **data.options) if data.val_split else None
     return train, val
 
