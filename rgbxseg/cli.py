@@ -167,7 +167,7 @@ def evaluate_command(
         False, "--robustness", help="Also every corruption × severity and missing-modality protocol."
     ),
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Robustness outputs (default: CHECKPOINT_DIR/robustness)."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images of the split."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only N images of the split, evenly spaced."),
     overrides: list[str] = SetOption,
 ) -> None:
     """Evaluate a checkpoint: mIoU, mAcc (MPA), aAcc, mF1 and per-class IoU/Acc/F1; with --robustness the
@@ -229,7 +229,7 @@ def report(
     ),
     split: str | None = typer.Option(None, "--split", help="Split to evaluate (default: eval.split of the config)."),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="Only the first N images of the evaluated split (and of the split T is fitted on)."
+        None, "--limit", min=1, help="Only N images, evenly spaced, of the evaluated split (and of the split T is fitted on)."
     ),
     overlays: int = typer.Option(4, "--overlays", min=0, help="Example rows: image, ground truth, prediction, uncertainty."),
 ) -> None:

@@ -13,7 +13,7 @@ script, no network; written atomically after everything has been computed) shows
 4. robustness: ``RUN_DIR/robustness/robustness.json`` and its heat-map when ``rgbxseg eval --robustness``
    has written them, else the command that does;
 5. examples: image, ground truth, prediction and uncertainty (normalised entropy at the fitted T,
-   :class:`rgbxseg.predictor.Predictor`) for the first images of the evaluated split.
+   :class:`rgbxseg.predictor.Predictor`) for the first evaluated images.
 
 Decision: the checkpoint is ``best.pt`` (best val mIoU) when the run has one, else ``last.pt``; ``--checkpoint``
 picks another. The config is the one stored in that checkpoint (what the model was built from) unless
@@ -21,7 +21,7 @@ picks another. The config is the one stored in that checkpoint (what the model w
 Decision: T is fitted on ``data.val_split`` when the config names one that the dataset has, else on the
 train split (the page says so: the model has seen those pixels). The metrics, both calibration errors and
 the examples come from one pass over the evaluated split plus a pass over the fit split; ``--limit N``
-takes the first N images of each.
+takes N images of each, evenly spaced (:func:`spread`).
 Decision: the date shown is the modification time of the checkpoint (UTC), so the same run gives the same
 page; a robustness.json that cannot be read is reported in its section instead of failing the report.
 """
@@ -211,13 +211,24 @@ def fit_split(cfg: ExperimentConfig) -> tuple[str, bool]:
     return cfg.data.train_split, True
 
 
+def spread(total: int, count: int) -> list[int]:
+    """``count`` indices evenly spaced over ``range(total)``, from the first to the last (all when
+    ``count >= total``)."""
+    if count >= total:
+        return list(range(total))
+    if count == 1:
+        return [0]
+    return [round(i * (total - 1) / (count - 1)) for i in range(count)]
+
+
 def evaluation_split(cfg: ExperimentConfig, split: str, limit: int | None = None) -> tuple[SegDataset, int]:
-    """Split ``split`` of the config's dataset, cut to its first ``limit`` images, and the split's full size."""
+    """Split ``split`` of the config's dataset, cut to ``limit`` images evenly spaced over it (the first and
+    the last among them: a video split such as CamVid's keeps every sequence), and the split's full size."""
     data = cfg.data
     dataset = build_dataset(data.dataset, split, data.root, data.modalities, **data.options)
     total = len(dataset)
     if limit is not None and limit < total:
-        dataset = SegSubset(dataset, range(limit), dataset.transform)
+        dataset = SegSubset(dataset, spread(total, limit), dataset.transform)
     if len(dataset) == 0:
         raise ConfigError(f"{data.dataset}/{split} has no images to evaluate")
     return dataset, total
@@ -275,8 +286,8 @@ def build_run_report(
         config: An experiment YAML (or a parsed config) to use instead of the config stored in the checkpoint.
         checkpoint: A checkpoint name inside ``run_dir`` or a path (default: best.pt, else last.pt).
         split: The split to evaluate (default: the config's ``eval.split``).
-        limit: Only the first N images of the evaluated split and of the split T is fitted on.
-        overlays: Example rows (the first images of the evaluated split).
+        limit: Only N images, evenly spaced, of the evaluated split and of the split T is fitted on.
+        overlays: Example rows (the first evaluated images).
         device: Where to run the model.
         progress: Show evaluation progress bars.
 
@@ -519,7 +530,7 @@ def _metrics_section(report: RunReport) -> str:
     cfg = report.cfg.eval
     inference = f"{cfg.mode} inference{' with flip TTA' if cfg.flip else ''}"
     images = plural(report.split_images, "image")
-    limited = f"the first {report.images} of {images} (--limit)" if report.images < report.split_images else images
+    limited = f"{report.images} of {images}, evenly spaced (--limit)" if report.images < report.split_images else images
     hint = (
         f"{report.cfg.data.dataset}/{report.split}: {limited}, {inference}. Percent; –: the class is absent from "
         "both the ground truth and the prediction."
@@ -641,7 +652,7 @@ def render(report: RunReport) -> str:
     ]
     if report.overlays:
         count = len(report.overlays)
-        first = "The first image" if count == 1 else f"The first {count} images"
+        first = "The first evaluated image" if count == 1 else f"The first {count} evaluated images"
         hint = (
             f"{first} of {report.split}: ground truth and prediction blended "
             f"over the image; uncertainty = normalised entropy of softmax(logits / T) at T = "

@@ -21,7 +21,7 @@ from rgbxseg.errors import ConfigError
 from rgbxseg.metrics.calibration import CalibrationError
 from rgbxseg.predictor import load_trained
 from rgbxseg.robustness.evaluate import write_outputs
-from rgbxseg.run_report import build_run_report
+from rgbxseg.run_report import build_run_report, spread
 from rgbxseg.temperature import collect_logits, fit_temperature
 from tests.conftest import REPO
 from tests.test_report import PageParser, decode, parse
@@ -71,7 +71,7 @@ def test_page_is_self_contained_with_every_section(run_dir: Path, page: tuple[st
         assert f'<th scope="row">{name}</th>' in section(text, "metrics")
     for metric in ("mIoU", "mAcc", "aAcc", "mF1", "IoU", "Acc", "F1"):
         assert metric in section(text, "metrics")
-    assert "the first 8 of 16 images (--limit)" in words
+    assert "8 of 16 images, evenly spaced (--limit)" in words
     names = {p.name for p in run_dir.iterdir()}
     assert names == {"best.pt", "last.pt", "train_log.csv", "val_log.csv", "run_info.json", "report.html"}
 
@@ -92,10 +92,10 @@ def test_examples_show_image_truth_prediction_uncertainty(page: tuple[str, PageP
     assert [h for h in ("RGB", "ground truth", "prediction", "uncertainty") if f">{h}</th>" in examples] == [
         "RGB", "ground truth", "prediction", "uncertainty",
     ]  # fmt: skip
-    for index in range(4):
+    for index in spread(16, 8)[:4]:  # --limit 8 of 16: every other image; the first 4 are the examples
         tile = decode(parser.images[f"uncertainty — synthetic-1-{index}"])
         assert tile.shape == (48, 64, 3)
-    assert "synthetic-1-4" not in examples
+    assert "synthetic-1-1" not in examples and "synthetic-1-8" not in examples
     assert 'class="ramp"' in examples  # the colour bar of the uncertainty map
 
 
@@ -111,7 +111,7 @@ def test_numbers_match_an_independent_computation(run_dir: Path) -> None:
     result = build_run_report(run_dir, limit=4, overlays=1)
     model = load_trained(run_dir / "best.pt").model
     val = build_dataset("synthetic", "val", None, ("depth", "thermal"), size=[48, 64], n=16)  # as tiny_config
-    dataset = SegSubset(val, range(4))
+    dataset = SegSubset(val, spread(16, 4))
     logits, labels = collect_logits(model, dataset, "cpu", max_pixels=10**7)
     calibration = result.calibration
     assert calibration.temperature == pytest.approx(fit_temperature(logits, labels), rel=1e-4)
@@ -191,3 +191,8 @@ def test_limit_must_be_positive(run_dir: Path) -> None:
         build_run_report(run_dir, limit=0)
     with pytest.raises(ConfigError, match="overlays must be an int >= 0"):
         build_run_report(run_dir, overlays=-1)
+
+
+def test_spread_takes_evenly_spaced_indices() -> None:
+    assert spread(10, 4) == [0, 3, 6, 9] and spread(5, 1) == [0] and spread(3, 7) == [0, 1, 2]
+    assert spread(233, 40)[-1] == 232 and len(set(spread(233, 40))) == 40
