@@ -21,7 +21,7 @@ from rgbxseg.interactive.surfaces import surface_ids, surface_map
 from rgbxseg.interactive.trainer import Targets, first_clicks, interaction_batch, segmentation_loss, train_interactive
 from rgbxseg.interactive.views import ViewAugment, ViewSource, extract_views, random_view, read_view
 from rgbxseg.models.mmms import MMMSConfig, MMMSNet
-from rgbxseg.models.mmms.weights_file import load_mmms, read_metadata, save_mmms
+from rgbxseg.models.mmms.weights_file import load_matching, load_mmms, read_metadata, save_mmms
 from tests.mmms_fakes import CountingBackbone
 
 pytestmark = pytest.mark.usefixtures("one_thread", "seeded")
@@ -116,6 +116,27 @@ def test_weights_file_round_trip_and_errors(tmp_path: Path) -> None:
         load_mmms(tmp_path / "x.safetensors")
     with pytest.raises(DataError, match="not found"):
         load_mmms(tmp_path / "missing.safetensors")
+
+
+def test_start_a_multi_modal_net_from_rgb_weights(tmp_path: Path) -> None:
+    """model.init: the RGB weights load into a net with a depth fuser; only the fuser starts fresh, and its
+    zero-initialised CrossBlocks leave the RGB prediction unchanged."""
+    rgb = MMMSNet(MMMSConfig(**TINY)).eval()
+    with torch.no_grad():
+        for parameter in rgb.parameters():
+            parameter.add_(0.01)  # not the default initialisation: loading must be visible
+    path = tmp_path / "rgb.safetensors"
+    save_mmms(rgb, path, dtype=torch.float32)
+    net = MMMSNet(MMMSConfig(**(TINY | {"modalities": {"depth": 1}}))).eval()
+    fresh = load_matching(net, path)
+    assert fresh and all(name.startswith("fuser.") for name in fresh)
+    tokens = [torch.randn(1, 384, 4, 4) for _ in range(4)]
+    interaction = torch.rand(1, 3, 56, 56)
+    depth = {"depth": torch.rand(1, 1, 56, 56)}
+    with torch.no_grad():
+        assert torch.allclose(net(tokens, interaction, depth), rgb(tokens, interaction), atol=1e-5)
+    with pytest.raises(DataError, match="another shape"):
+        load_matching(MMMSNet(MMMSConfig(**(TINY | {"decoder_dim": 6}))), path)
 
 
 def tiny_config(tmp_path: Path, iterations: int) -> Path:

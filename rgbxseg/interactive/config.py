@@ -62,6 +62,9 @@ class ClickSamplingConfig(Strict):
 
 
 class InteractiveModelConfig(Strict):
+    init: str | None = Field(
+        default=None, description="weights to start from (a shipped name such as vit_s14, or a path); matching tensors only"
+    )
     modalities: dict[str, int] = Field(default_factory=dict)
     channels: tuple[int, int, int, int] = MMMSConfig.channels
     widths: tuple[int, int, int, int] = MMMSConfig.widths
@@ -69,7 +72,7 @@ class InteractiveModelConfig(Strict):
     decoder_dim: int = MMMSConfig.decoder_dim
 
     def mmms(self) -> MMMSConfig:
-        return MMMSConfig(**self.model_dump())
+        return MMMSConfig(**self.model_dump(exclude={"init"}))
 
 
 class InteractiveOptimConfig(Strict):

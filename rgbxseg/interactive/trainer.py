@@ -33,11 +33,12 @@ from rgbxseg.engine.csv_log import append_csv, truncate_csv
 from rgbxseg.engine.schedule import autocast, lr_factor
 from rgbxseg.interactive.click_simulator import PRED_THRESHOLD, Click, border_distance, click_maps, next_click
 from rgbxseg.interactive.config import ClickSamplingConfig, InteractiveExperimentConfig
+from rgbxseg.interactive.engine import weights_file
 from rgbxseg.interactive.surfaces import surface_ids
 from rgbxseg.interactive.views import View, ViewDataset, extract_views
 from rgbxseg.models.mmms.backbone import Dinov2Backbone
 from rgbxseg.models.mmms.model import MMMSNet
-from rgbxseg.models.mmms.weights_file import save_mmms
+from rgbxseg.models.mmms.weights_file import load_matching, save_mmms
 
 
 @dataclass
@@ -186,7 +187,11 @@ def train_interactive(
     torch.manual_seed(cfg.train.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dataset = ViewDataset(training_views(cfg, device, progress), tuple(cfg.model.modalities))
-    net = MMMSNet(cfg.model.mmms()).to(device).train()
+    net = MMMSNet(cfg.model.mmms())
+    if cfg.model.init is not None and not resume:
+        fresh = load_matching(net, weights_file(cfg.model.init))
+        tqdm.write(f"started from {cfg.model.init}: {len(fresh)} tensors freshly initialised")
+    net = net.to(device).train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -61,3 +61,30 @@ def load_mmms(path: str | Path) -> MMMSNet:
         )
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     return net.eval()
+
+
+def load_matching(net: MMMSNet, path: str | Path) -> list[str]:
+    """Start ``net`` from another weights file: load every tensor of the file that ``net`` has (cast to the
+    net's dtype; tensors ``net`` lacks, e.g. the fuser of another modality, are skipped) and return the names
+    of ``net``'s tensors left as initialised — e.g. the MMFuser of modalities the file has not seen, whose
+    zero-initialised CrossBlocks then leave the file's RGB behaviour unchanged.
+
+    Raises:
+        DataError: ``path`` is missing or not an MMMS weights file, or a shared tensor has another shape
+            (another pyramid, CSNet or decoder size).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: MMMS weights file not found")
+    read_metadata(path)  # the format check
+    expected = net.state_dict()
+    with safe_open(str(path), framework="pt") as handle:
+        state = {k: handle.get_tensor(k) for k in handle.keys() if k in expected}  # noqa: SIM118
+    mismatched = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if mismatched:
+        raise DataError(
+            f"{path}: {len(mismatched)} tensors have another shape than the network's (e.g. {mismatched[:3]}): "
+            "the file was trained with other channels, widths, depths or decoder size"
+        )
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+    return sorted(set(expected) - set(state))
