@@ -346,7 +346,7 @@ def interactive_eval(
     ),
     max_clicks: int = typer.Option(20, "--max-clicks", min=1),
     options: list[str] = typer.Option([], "--option", help="Dataset option key=value (e.g. patients=[patient26])."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N images."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only N images, evenly spaced."),
     cache: Path | None = typer.Option(None, "--cache", help="Feature cache folder (see extract-features)."),
     runtime: str = typer.Option("auto", "--runtime", help="Click path on torch, onnx, or auto (ONNX Runtime on CPU)."),
     out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),

@@ -21,7 +21,7 @@ picks another. The config is the one stored in that checkpoint (what the model w
 Decision: T is fitted on ``data.val_split`` when the config names one that the dataset has, else on the
 train split (the page says so: the model has seen those pixels). The metrics, both calibration errors and
 the examples come from one pass over the evaluated split plus a pass over the fit split; ``--limit N``
-takes N images of each, evenly spaced (:func:`spread`).
+takes N images of each, evenly spaced (:func:`rgbxseg.data.base.spread`).
 Decision: the date shown is the modification time of the checkpoint (UTC), so the same run gives the same
 page; a robustness.json that cannot be read is reported in its section instead of failing the report.
 """
@@ -45,7 +45,7 @@ from matplotlib.figure import Figure
 from rgbxseg.atomic import atomic_write_text
 from rgbxseg.config import ExperimentConfig, load_config, parse_config
 from rgbxseg.data import build_dataset, dataset_splits
-from rgbxseg.data.base import SegDataset, SegSubset
+from rgbxseg.data.base import SegDataset, SegSubset, spread
 from rgbxseg.engine.checkpoint import load_checkpoint
 from rgbxseg.engine.evaluate import evaluate
 from rgbxseg.errors import ConfigError, DataError
@@ -209,16 +209,6 @@ def fit_split(cfg: ExperimentConfig) -> tuple[str, bool]:
     if val is not None and val in dataset_splits(cfg.data.dataset):
         return val, False
     return cfg.data.train_split, True
-
-
-def spread(total: int, count: int) -> list[int]:
-    """``count`` indices evenly spaced over ``range(total)``, from the first to the last (all when
-    ``count >= total``)."""
-    if count >= total:
-        return list(range(total))
-    if count == 1:
-        return [0]
-    return [round(i * (total - 1) / (count - 1)) for i in range(count)]
 
 
 def evaluation_split(cfg: ExperimentConfig, split: str, limit: int | None = None) -> tuple[SegDataset, int]:

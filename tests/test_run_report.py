@@ -21,7 +21,8 @@ from rgbxseg.errors import ConfigError
 from rgbxseg.metrics.calibration import CalibrationError
 from rgbxseg.predictor import load_trained
 from rgbxseg.robustness.evaluate import write_outputs
-from rgbxseg.run_report import build_run_report, spread
+from rgbxseg.data.base import spread
+from rgbxseg.run_report import build_run_report
 from rgbxseg.temperature import collect_logits, fit_temperature
 from tests.conftest import REPO
 from tests.test_report import PageParser, decode, parse

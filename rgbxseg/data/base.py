@@ -80,6 +80,16 @@ class SegDataset(torch.utils.data.Dataset, ABC):
         return to_sample(self.raw(index))
 
 
+def spread(total: int, count: int) -> list[int]:
+    """``count`` indices evenly spaced over ``range(total)``, from the first to the last (all when
+    ``count >= total``)."""
+    if count >= total:
+        return list(range(total))
+    if count == 1:
+        return [0]
+    return [round(i * (total - 1) / (count - 1)) for i in range(count)]
+
+
 class SegSubset(SegDataset):
     """Samples ``indices`` of ``base``, with the same classes and modalities and a transform of its own."""
 

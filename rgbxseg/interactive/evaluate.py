@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rgbxseg.atomic import atomic_path
-from rgbxseg.data.base import SegDataset
+from rgbxseg.data.base import SegDataset, spread
 from rgbxseg.data.sample import IGNORE_INDEX, RawSample
 from rgbxseg.errors import DataError
 from rgbxseg.interactive.click_simulator import MAX_CLICKS, Click
@@ -71,8 +71,8 @@ def _embedded_images(
     engine: MMMSEngine, dataset: SegDataset, kind: str, options: _RunOptions, timer: Timer, desc: str
 ) -> Iterator[tuple[np.ndarray, list[int], ImageEmbedding]]:
     """(surface map, surface ids, embedding) of every image with a surface of ``min_area`` pixels or more."""
-    count = len(dataset) if options.limit is None else min(options.limit, len(dataset))
-    for index in tqdm(range(count), desc=f"{desc} {dataset.name}", unit="image", disable=not options.progress):
+    indices = range(len(dataset)) if options.limit is None else spread(len(dataset), options.limit)
+    for index in tqdm(indices, desc=f"{desc} {dataset.name}", unit="image", disable=not options.progress):
         raw = dataset.raw(index)
         surfaces = surface_map(raw, kind)
         ids = surface_ids(surfaces, options.min_area)
