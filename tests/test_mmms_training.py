@@ -201,3 +201,7 @@ def test_interactive_eval_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert run["objects"] == 2 and len(run["mIoU_per_click"]) == 3 and 1 <= run["NoC@90"] <= 3
     assert run["click_ms_median"] > 0 and run["click_ms_with_backbone"] > run["click_ms_median"]
     assert plot.stat().st_size > 1000
+    result = CliRunner().invoke(app, [*args, "--max-clicks", "3", "--protocol", "nocms", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = json.loads(out.read_text())["results"]["NoCMS, RGB only"]
+    assert run["surfaces"] == 2 and 1 <= run["NoCMS@(80,70)"] <= 3 and 0.0 <= run["final mIoU"] <= 1.0

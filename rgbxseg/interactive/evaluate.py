@@ -127,7 +127,8 @@ def evaluate_multi_surface(
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """NoCMS@(k1, k2) and FRMS@(k1, k2) over the images of a multi-surface set, with timings."""
+    """NoCMS@(k1, k2) and FRMS@(k1, k2) over the images of a multi-surface set, the mean final IoU over all
+    surfaces (J == surface when the protocol ends), and timings."""
     timer, results = Timer(), []
     options = _RunOptions(min_area, modalities, limit, progress)
     for surfaces, ids, embedding in _embedded_images(engine, dataset, kind, options, timer, "NoCMS"):
@@ -141,7 +142,9 @@ def evaluate_multi_surface(
     scores = nocms_frms(results)
     k = f"({round(100 * k1)},{round(100 * k2)})"
     summary = {"images": len(results), "surfaces": sum(len(r.clicks) for r in results)}
-    return summary | {f"NoCMS@{k}": scores["nocms"], f"FRMS@{k}": scores["frms"]} | timer.summary()
+    final = float(np.mean([iou for r in results for iou in r.ious.values()]))
+    scores = {f"NoCMS@{k}": scores["nocms"], f"FRMS@{k}": scores["frms"], "final mIoU": final}
+    return summary | scores | timer.summary()
 
 
 def plot_curves(curves: dict[str, Sequence[float]], path: Path, title: str) -> None:
