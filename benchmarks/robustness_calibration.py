@@ -28,10 +28,14 @@ from rgbxseg.atomic import atomic_write_text
 from rgbxseg.config import parse_config
 from rgbxseg.engine.checkpoint import load_checkpoint
 from rgbxseg.predictor import trained_from_checkpoint
-from rgbxseg.robustness import robustness_suite
 from rgbxseg.robustness.corruptions import CORRUPTIONS
-from rgbxseg.robustness.evaluate import run_suite, summary, table, write_outputs
-from rgbxseg.run_report import ROBUSTNESS_DIR, evaluation_split, find_checkpoint, write_run_report
+from rgbxseg.robustness.evaluate import evaluate_robustness, summary, table
+from rgbxseg.run_report import (
+    ROBUSTNESS_DIR,
+    evaluation_split,
+    find_checkpoint,
+    write_run_report,
+)
 
 
 def measure(run_dir: Path, checkpoint: str | None, limit: int | None, device: torch.device) -> dict[str, Any]:
@@ -42,9 +46,8 @@ def measure(run_dir: Path, checkpoint: str | None, limit: int | None, device: to
     model = trained_from_checkpoint(state, path, device).model
     dataset, total = evaluation_split(cfg, cfg.eval.split, limit)
     start = time.perf_counter()
-    results = run_suite(model, dataset, robustness_suite(dataset.modalities), cfg.eval, device)
+    results, _ = evaluate_robustness(model, dataset, cfg.eval, device, run_dir / ROBUSTNESS_DIR, cfg.name)
     suite_seconds = time.perf_counter() - start
-    write_outputs(results, run_dir / ROBUSTNESS_DIR, cfg.name, images=len(dataset))
     rows = table(results)
     _, report = write_run_report(run_dir, checkpoint=path, limit=limit, device=device)
     c = report.calibration

@@ -195,10 +195,9 @@ def evaluate_command(
 
 
 def _robustness(model, dataset, cfg, device, out_dir: Path) -> None:  # noqa: ANN001 (torch types imported lazily)
-    from rgbxseg.robustness import robustness_suite
-    from rgbxseg.robustness.evaluate import run_suite, summary, table, write_outputs
+    from rgbxseg.robustness.evaluate import evaluate_robustness, summary, table
 
-    results = run_suite(model, dataset, robustness_suite(dataset.modalities), cfg.eval, device)
+    results, paths = evaluate_robustness(model, dataset, cfg.eval, device, out_dir, cfg.name)
     rows = table(results)
     grid = Table(title=f"{cfg.name}: robustness on {dataset.name} ({len(dataset)} images)")
     for column in ("row", "mIoU", "drop %"):
@@ -207,7 +206,7 @@ def _robustness(model, dataset, cfg, device, out_dir: Path) -> None:  # noqa: AN
         grid.add_row(row["name"], f"{row['mIoU']:.2f}", f"{row['drop %']:.1f}")
     console.print(grid)
     console.print(summary(rows))
-    for path in write_outputs(results, out_dir, cfg.name, images=len(dataset)):
+    for path in paths:
         console.print(f"wrote {path}")
 
 

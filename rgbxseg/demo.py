@@ -6,8 +6,8 @@
    is one). DAMCSeg costs about three times as much per iteration; the report gives both FPS.
 3. Evaluates both on held-out scenes under every condition of :data:`CONDITIONS`: by day, at night,
    in fog, with each sensor missing, at night without thermal, and by day with RGB only.
-4. Runs the robustness suite (:mod:`rgbxseg.robustness`) on the first ``robustness_images`` test scenes
-   and writes each model's run report (:mod:`rgbxseg.run_report`: per-class metrics, ECE before / after
+4. Runs the robustness suite (:mod:`rgbxseg.robustness`) on ``robustness_images`` test scenes (evenly
+   spaced) and writes each model's run report (:mod:`rgbxseg.run_report`: per-class metrics, ECE before / after
    temperature scaling fitted on the val split, robustness heat-map, uncertainty maps) to
    ``<output>/<name>/report.html``.
 5. Writes ``<output>/report.html`` (tables, bar charts, prediction overlays, calibration and robustness with
@@ -38,8 +38,7 @@ from rgbxseg.data import SyntheticStreets, collate, to_sample
 from rgbxseg.engine.evaluate import evaluate_robust
 from rgbxseg.engine.trainer import Trainer
 from rgbxseg.report import ModelSummary, OverlayRow, RunLink, print_tables, write_report
-from rgbxseg.robustness import robustness_suite
-from rgbxseg.robustness.evaluate import run_suite, summary, table, write_outputs
+from rgbxseg.robustness.evaluate import evaluate_robustness, summary, table
 from rgbxseg.run_report import ROBUSTNESS_DIR, evaluation_split, write_run_report
 
 CONDITIONS = ("day", "night", "fog", "no_depth", "no_thermal", "night+no_thermal", "day+no_depth+no_thermal")
@@ -113,14 +112,15 @@ def _train(cfg: ExperimentConfig) -> tuple[nn.Module, float]:
 
 
 def _run_report(label: str, cfg: ExperimentConfig, model: nn.Module, settings: DemoSettings) -> RunLink:
-    """The robustness suite on the first ``robustness_images`` test scenes, then the run's own report, with
-    T fitted on ``eval_samples`` val scenes (the demo trains without a val split; this config adds one)."""
-    data = cfg.data.model_copy(update={"val_split": "val", "options": cfg.data.options | {"n": max(settings.eval_samples, settings.robustness_images)}})
+    """The robustness suite on ``robustness_images`` test scenes, then the run's own report, with T fitted
+    on ``eval_samples`` val scenes (the demo trains without a val split; this config adds one)."""
+    scenes = max(settings.eval_samples, settings.robustness_images)
+    data = cfg.data.model_copy(update={"val_split": "val", "options": cfg.data.options | {"n": scenes}})
     cfg = cfg.model_copy(update={"data": data})
     device = next(model.parameters()).device
     dataset, _ = evaluation_split(cfg, "test", settings.robustness_images)
-    results = run_suite(model, dataset, robustness_suite(dataset.modalities), cfg.eval, device, progress=False)
-    write_outputs(results, cfg.run_dir / ROBUSTNESS_DIR, label, images=len(dataset))
+    out_dir = cfg.run_dir / ROBUSTNESS_DIR
+    results, _ = evaluate_robustness(model, dataset, cfg.eval, device, out_dir, label, progress=False)
     path, report = write_run_report(cfg.run_dir, config=cfg, limit=settings.eval_samples, overlays=3, device=device)
     c, s = report.calibration, summary(table(results))
     href = path.relative_to(settings.output_dir).as_posix()

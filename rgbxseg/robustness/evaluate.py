@@ -27,6 +27,7 @@ from rgbxseg.data.base import SegDataset, Transform
 from rgbxseg.data.sample import RawSample
 from rgbxseg.engine.evaluate import evaluate
 from rgbxseg.robustness.corruptions import CORRUPTIONS, SEVERITIES
+from rgbxseg.robustness.suite import robustness_suite
 
 
 class _Then:
@@ -140,3 +141,18 @@ def write_outputs(
     atomic_write_text(paths[1], buffer.getvalue())
     heatmap(rows, paths[2], title)
     return paths
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    dataset: SegDataset,
+    cfg: EvalConfig,
+    device: torch.device,
+    out_dir: Path,
+    title: str,
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, Any]], list[Path]]:
+    """The whole :func:`robustness_suite` of ``dataset``'s modalities (:func:`run_suite`), written to
+    ``out_dir`` by :func:`write_outputs`: the results and the written paths."""
+    results = run_suite(model, dataset, robustness_suite(dataset.modalities), cfg, device, progress)
+    return results, write_outputs(results, out_dir, title, images=len(dataset))
