@@ -13,6 +13,7 @@ from typing import Any
 
 from rgbxseg.data.base import SegDataset
 from rgbxseg.data.camvid import CamVid
+from rgbxseg.data.coco import COCOInstances
 from rgbxseg.data.interactive_sets import Berkeley, BSDSSurfaces, DavisStyle, GrabCut
 from rgbxseg.data.mri import SEQUENCES as MRI_SEQUENCES
 from rgbxseg.data.mri import MRISlices
@@ -64,6 +65,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "davis": DatasetEntry(lambda root, split, _, **kw: DavisStyle(root, **kw), ("all",)),
     "bsds": DatasetEntry(lambda root, split, _, **kw: BSDSSurfaces(root, split, **kw), BSDSSurfaces.splits),
     "mri": DatasetEntry(_mri, ("all",), takes_modalities=True),
+    "coco": DatasetEntry(lambda root, split, _, **kw: COCOInstances(root, **kw), ("all",)),
     "synthetic": DatasetEntry(_synthetic, tuple(SYNTHETIC_SPLITS), needs_root=False, takes_modalities=True),
 }
 
@@ -98,8 +100,8 @@ def build_dataset(
 
 
 __all__ = [
-    "DATASETS", "IGNORE_INDEX", "Batch", "BSDSSurfaces", "Berkeley", "CamVid", "DataError", "DatasetEntry",
-    "DavisStyle", "GrabCut", "Instances", "JointTransform", "MRISlices", "RGBXFolder", "RawSample", "Sample",
-    "SegDataset", "SyntheticStreets", "build_dataset", "dataset_splits", "collate", "resize_transforms", "to_sample",
-    "train_transforms", "validate",
+    "DATASETS", "IGNORE_INDEX", "Batch", "BSDSSurfaces", "Berkeley", "COCOInstances", "CamVid", "DataError",
+    "DatasetEntry", "DavisStyle", "GrabCut", "Instances", "JointTransform", "MRISlices", "RGBXFolder", "RawSample",
+    "Sample", "SegDataset", "SyntheticStreets", "build_dataset", "dataset_splits", "collate", "resize_transforms",
+    "to_sample", "train_transforms", "validate",
 ]  # fmt: skip

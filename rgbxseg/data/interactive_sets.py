@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rgbxseg.data.base import SegDataset, Transform
-from rgbxseg.data.io import IMAGE_SUFFIXES, find_file, read_label, read_mask, read_rgb
+from rgbxseg.data.io import IMAGE_SUFFIXES, find_file, is_palette_png, read_label, read_mask, read_rgb
 from rgbxseg.data.sample import IGNORE_INDEX, RawSample
 from rgbxseg.errors import DataError
 
@@ -36,9 +36,13 @@ class DavisStyle(SegDataset):
         folder/masks/<stem>[a-z]?.png|bmp    one object per mask; a letter after a digit (``189011a``,
                                              ``189011b``) marks further objects of image ``189011``
 
-    Mask pixels equal to ``ignore_value`` (e.g. GrabCut's 128 boundary band) become ignore (255);
-    pixels above ``threshold`` are the object (surface 1), the rest background (0). RGB masks are
-    read from their first channel.
+    How a mask becomes the label (object = surface 1, background = 0, ignore = 255):
+
+    - palette ("P" mode) PNG, as DAVIS ships its masks: the pixel values are palette indices and
+      any non-zero index is the object (RITM reads DAVIS the same way); ``threshold`` and
+      ``ignore_value`` do not apply, since they are grey levels, not indices;
+    - greyscale or RGB mask (RGB read from its first channel): pixels equal to ``ignore_value``
+      (e.g. GrabCut's 128 boundary band) become ignore, pixels above ``threshold`` are the object.
     """
 
     name = "davis_style"
@@ -72,7 +76,10 @@ class DavisStyle(SegDataset):
         return len(self.masks)
 
     def load_label(self, index: int) -> np.ndarray:
-        mask = read_mask(self.masks[index])
+        path = self.masks[index]
+        mask = read_mask(path)
+        if is_palette_png(path):
+            return (mask != 0).astype(np.int64)
         label = (mask > self.threshold).astype(np.int64)
         if self.ignore_value is not None:
             label[mask == self.ignore_value] = IGNORE_INDEX

@@ -1,7 +1,8 @@
 """Reading images, label maps and modality maps from disk with errors that name the file.
 
 OpenCV reads every raster format the datasets use (PNG 8/16-bit, JPEG, BMP, lossless WebP, TIFF);
-``.npy`` float maps are read with ``allow_pickle=False``.
+``.npy`` float maps are read with ``allow_pickle=False``. Label maps and masks stored as palette
+("P" mode) PNGs (DAVIS, PASCAL VOC-style) are read as their palette indices with Pillow.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from rgbxseg.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MAP_SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_PALETTE_COLOUR_TYPE = 3  # IHDR colour type of an indexed-colour PNG
 
 
 def _exists(path: Path) -> None:
@@ -28,6 +33,45 @@ def _imread(path: Path, flags: int) -> np.ndarray:
     if array is None:
         raise DataError(f"{path}: cannot decode the file as an image (corrupt or unsupported format)")
     return array
+
+
+def is_palette_png(path: str | Path) -> bool:
+    """Whether ``path`` is a ``.png`` whose header declares indexed colour (Pillow mode "P").
+
+    Only the first 26 bytes (signature + IHDR) are read; a missing, short or non-PNG file gives False
+    and is left to the decoder to report.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        return False
+    try:
+        with path.open("rb") as file:
+            header = file.read(26)
+    except OSError:
+        return False
+    return (
+        len(header) == 26
+        and header.startswith(_PNG_SIGNATURE)
+        and header[12:16] == b"IHDR"
+        and header[25] == _PNG_PALETTE_COLOUR_TYPE
+    )
+
+
+def _read_palette_indices(path: Path) -> np.ndarray:
+    """The palette indices of an indexed-colour PNG as H×W int64.
+
+    OpenCV has no flag that keeps palette indices (``IMREAD_UNCHANGED`` expands them to BGR colour),
+    so these files are decoded with Pillow.
+    """
+    _exists(path)
+    try:
+        with Image.open(path) as image:
+            mode, indices = image.mode, np.asarray(image)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: cannot decode the palette PNG (corrupt or unsupported: {err})") from err
+    if mode != "P":
+        raise DataError(f"{path}: expected a palette PNG, Pillow decodes it as mode {mode}")
+    return indices.astype(np.int64)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -57,9 +101,12 @@ def _integer_scale(array: np.ndarray, path: Path) -> float:
 def read_label(path: str | Path) -> np.ndarray:
     """Read a label map (8- or 16-bit, one channel) as H×W int64.
 
+    A palette PNG gives its palette indices (the ids of PASCAL VOC-style label maps), not its colours.
     A 3-channel file is accepted only if its channels are equal (a grey label saved as RGB).
     """
     path = Path(path)
+    if is_palette_png(path):
+        return _read_palette_indices(path)
     array = _imread(path, cv2.IMREAD_UNCHANGED)
     if array.ndim == 3:
         if not all(np.array_equal(array[..., 0], array[..., c]) for c in range(1, array.shape[2])):
@@ -71,9 +118,14 @@ def read_label(path: str | Path) -> np.ndarray:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """Read an 8/16-bit object mask as H×W int64; a colour file contributes its first channel
-    (Berkeley's masks are RGB with equal channels)."""
+    """Read an 8/16-bit object mask as H×W int64.
+
+    A palette PNG (DAVIS) gives its palette indices (check with :func:`is_palette_png`); any other
+    colour file contributes its first channel (Berkeley's masks are RGB with equal channels).
+    """
     path = Path(path)
+    if is_palette_png(path):
+        return _read_palette_indices(path)
     array = _imread(path, cv2.IMREAD_UNCHANGED)
     if array.ndim == 3:
         array = array[..., 0]

@@ -2,7 +2,8 @@
 
 A surface map is an int32 H×W label map, 0 = no surface, 1..S = the surfaces, 255 = ignore:
 
-- ``regions``: the dataset's label already is one (BSDS500 regions, GrabCut/Berkeley/DAVIS objects);
+- ``regions``: the dataset's label already is one (BSDS500 regions, GrabCut/Berkeley/DAVIS objects, COCO
+  instances or categories);
 - ``classes``: every class present is a surface (CamVid, SyntheticStreets, RGB-X folders): class c → c + 1;
 - ``instances``: every instance is a surface (MRI: each connected lesion of a slice).
 """
@@ -19,6 +20,7 @@ SURFACE_KINDS = {
     "grabcut": "regions",
     "berkeley": "regions",
     "davis": "regions",
+    "coco": "regions",
     "camvid": "classes",
     "synthetic": "classes",
     "rgbx": "classes",
