@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rgbxseg.config import Budget, Strict, read_yaml, validate_config
+from rgbxseg.interactive.targets import TargetOptions
 from rgbxseg.interactive.views import ViewAugment, ViewSource
 from rgbxseg.models.mmms.model import MMMSConfig
 
@@ -40,16 +41,30 @@ class InteractiveDataConfig(Strict):
     batch_size: int = Field(default=8, ge=1)
     min_area: int = Field(default=64, ge=1, description="smallest surface (pixels) used as a training target")
     modality_dropout: float = Field(default=0.3, ge=0, le=1, description="per sample and modality")
+    train_crop: int | None = Field(
+        default=None, ge=28, description="train on this square window of each view (patch-aligned, around the target)"
+    )
+    merge: float = Field(default=0.0, ge=0, le=1, description="probability of merging a region with 1-2 neighbours")
+    component: float = Field(default=0.0, ge=0, le=1, description="probability of one connected part of a class")
 
-    @field_validator("crop_size")
+    @field_validator("crop_size", "train_crop")
     @classmethod
-    def _patch_multiple(cls, value: int) -> int:
-        if value % 14:
+    def _patch_multiple(cls, value: int | None) -> int | None:
+        if value is not None and value % 14:
             raise ValueError(f"must be a multiple of the ViT patch size 14, got {value}")
         return value
 
+    @model_validator(mode="after")
+    def _crop_fits(self) -> InteractiveDataConfig:
+        if self.train_crop is not None and self.train_crop > self.crop_size:
+            raise ValueError(f"train_crop {self.train_crop} is larger than the views (crop_size {self.crop_size})")
+        return self
+
     def augment(self, seed: int) -> ViewAugment:
         return ViewAugment(self.crop_size, self.scale, self.hflip, seed)
+
+    def targets(self) -> TargetOptions:
+        return TargetOptions(self.min_area, self.merge, self.component)
 
 
 class ClickSamplingConfig(Strict):
@@ -70,6 +85,7 @@ class InteractiveModelConfig(Strict):
     widths: tuple[int, int, int, int] = MMMSConfig.widths
     depths: tuple[int, int, int, int] = MMMSConfig.depths
     decoder_dim: int = MMMSConfig.decoder_dim
+    image_stem: int = Field(default=MMMSConfig.image_stem, ge=0, description="full-resolution RGB path (0: none)")
 
     def mmms(self) -> MMMSConfig:
         return MMMSConfig(**self.model_dump(exclude={"init"}))
@@ -83,6 +99,7 @@ class InteractiveOptimConfig(Strict):
 
 class InteractiveTrainConfig(Budget):
     checkpoint_every: int = Field(default=50, ge=1)
+    snapshot_every: int | None = Field(default=None, ge=1, description="keep the weights every N iterations")
     seed: int = 0
     amp: Literal["auto", "bf16", "off"] = Field(default="auto", description="auto: bf16 on GPU, off on CPU")
     threads: int | None = Field(default=None, ge=1)

@@ -1,22 +1,25 @@
 """Training of the MMMS head (SPEC 6): ``rgbxseg train --config configs/interactive/X.yaml``.
 
 1. Extract the training views once (frozen backbone, :mod:`rgbxseg.interactive.views`; resumable).
-2. Per step: a batch of views, one random surface per view as the target, RITM-style iterative click
+2. Per step: a batch of views, one target per view (a surface, merged regions or one part of a class, cropped
+   to ``data.train_crop``: :mod:`rgbxseg.interactive.targets`), RITM-style iterative click
    sampling — a first click (the simulator's, or a random pixel of the surface, sometimes with a random
    negative click), then 0..``max_rounds`` no-grad rounds that each add the simulator's click on the current
    error with the previous mask as input — and a gradient step on the last prediction: binary cross-entropy
    + soft IoU loss over the non-ignored pixels. Modalities are dropped per sample with ``modality_dropout``
    so that the fuser learns to work with any subset of sensors.
 3. AdamW, linear warm-up then cosine decay over the iterations or the wall-clock budget; bf16 autocast on
-   GPU; ``last.pt`` checkpoints (resume after a kill), ``train_log.csv``; at the end the weights in
-   float16 as ``mmms.safetensors`` (see :mod:`rgbxseg.models.mmms.weights_file`).
+   GPU; ``last.pt`` checkpoints (resume after a kill), ``train_log.csv`` (wall and process CPU seconds: a
+   run sharing the machine is judged by its CPU time), weight snapshots every ``train.snapshot_every``
+   iterations for learning curves (``benchmarks/mmms_learning_curve.py``); at the end the weights in float16
+   as ``mmms.safetensors`` (see :mod:`rgbxseg.models.mmms.weights_file`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,30 +37,12 @@ from rgbxseg.engine.schedule import autocast, lr_factor
 from rgbxseg.interactive.click_simulator import PRED_THRESHOLD, Click, border_distance, click_maps, next_click
 from rgbxseg.interactive.config import ClickSamplingConfig, InteractiveExperimentConfig
 from rgbxseg.interactive.engine import weights_file
-from rgbxseg.interactive.surfaces import surface_ids
+from rgbxseg.interactive.surfaces import surface_kind
+from rgbxseg.interactive.targets import Targets, choose_targets, crop_view, crop_window
 from rgbxseg.interactive.views import View, ViewDataset, extract_views
 from rgbxseg.models.mmms.backbone import Dinov2Backbone
 from rgbxseg.models.mmms.model import MMMSNet
 from rgbxseg.models.mmms.weights_file import load_matching, save_mmms
-
-
-@dataclass
-class Targets:
-    """The surfaces a batch is trained on: ``gt`` and ``valid`` (not ignored) as B×S×S bool arrays."""
-
-    gt: np.ndarray
-    valid: np.ndarray
-
-
-def choose_targets(views: Sequence[View], min_area: int, rng: np.random.Generator) -> Targets:
-    """One random surface per view among those of at least ``min_area`` pixels (else among all)."""
-    gts, valids = [], []
-    for view in views:
-        surfaces = view.surfaces.numpy()
-        ids = surface_ids(surfaces, min_area) or surface_ids(surfaces)
-        gts.append(surfaces == ids[int(rng.integers(len(ids)))])
-        valids.append(surfaces != IGNORE_INDEX)
-    return Targets(np.stack(gts), np.stack(valids))
 
 
 def _random_pixel(region: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -108,16 +93,17 @@ def segmentation_loss(logits: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
 
 
 def batch_modalities(
-    views: Sequence[View], known: Sequence[str], dropout: float, rng: np.random.Generator
+    samples: Sequence[Mapping[str, Tensor]], known: Sequence[str], dropout: float, rng: np.random.Generator
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Stacked modality maps (zeros where a sample lacks one) and per-sample ``present`` flags after dropout."""
+    """Stacked modality maps of the samples (zeros where a sample lacks one) and per-sample ``present`` flags
+    after dropout."""
     maps, present = {}, {}
     for name in known:
-        has = [name in v.modalities and rng.random() >= dropout for v in views]
+        has = [name in m and rng.random() >= dropout for m in samples]
         if not any(has):
             continue
-        reference = next(v.modalities[name] for v in views if name in v.modalities)
-        maps[name] = torch.stack([v.modalities.get(name, torch.zeros_like(reference)) for v in views])
+        reference = next(m[name] for m in samples if name in m)
+        maps[name] = torch.stack([m.get(name, torch.zeros_like(reference)) for m in samples])
         present[name] = torch.tensor(has)
     return maps, present
 
@@ -128,6 +114,49 @@ def _batch_iou(prediction: np.ndarray, targets: Targets) -> float:
     return float(np.mean(inter / np.maximum(union, 1)))
 
 
+@dataclass
+class Batch:
+    """A training batch after target choice and cropping: backbone maps, targets, images, modalities."""
+
+    tokens: list[Tensor]
+    targets: Targets
+    images: Tensor
+    modalities: dict[str, Tensor]
+    present: dict[str, Tensor]
+
+
+def make_batch(views: Sequence[View], cfg: InteractiveExperimentConfig, rng: np.random.Generator) -> Batch:
+    """Targets of ``views`` (:mod:`rgbxseg.interactive.targets`), each view cropped to ``data.train_crop``
+    around its target (the whole view without a crop), stacked."""
+    options = cfg.data.targets()
+    surfaces = [v.surfaces.numpy() for v in views]
+    chosen = choose_targets(surfaces, [v.kind for v in views], options, rng)
+    size, crop = surfaces[0].shape[0], cfg.data.train_crop or surfaces[0].shape[0]
+    patch = size // views[0].tokens[0].shape[-1]
+    tokens: list[list[Tensor]] = [[] for _ in range(len(views[0].tokens))]
+    gts, valids, images, modalities = [], [], [], []
+    for view, gt, valid in zip(views, chosen.gt, chosen.valid, strict=True):
+        top, left = crop_window(gt, crop, patch, rng) if crop < size else (0, 0)
+        names = sorted(view.modalities)
+        maps, (gt, valid, image, *extra) = crop_view(
+            view.tokens, [gt, valid, view.image, *(view.modalities[n] for n in names)], top, left, crop, patch
+        )
+        for level, m in zip(tokens, maps, strict=True):
+            level.append(m)
+        gts.append(gt)
+        valids.append(valid)
+        images.append(image.float() / 255.0)
+        modalities.append(dict(zip(names, extra, strict=True)))
+    maps, present = batch_modalities(modalities, tuple(cfg.model.modalities), cfg.data.modality_dropout, rng)
+    return Batch(
+        [torch.stack(level) for level in tokens],
+        Targets(np.stack(gts), np.stack(valids)),
+        torch.stack(images),
+        maps,
+        present,
+    )
+
+
 def train_step(
     net: MMMSNet,
     views: Sequence[View],
@@ -136,13 +165,16 @@ def train_step(
     device: torch.device,
 ) -> tuple[Tensor, float]:
     """Loss of one batch after iterative click sampling, and the IoU of its final predictions."""
-    targets = choose_targets(views, cfg.data.min_area, rng)
-    tokens = [torch.stack([v.tokens[i] for v in views]).to(device) for i in range(4)]
-    maps, present = batch_modalities(views, tuple(cfg.model.modalities), cfg.data.modality_dropout, rng)
+    batch = make_batch(views, cfg, rng)
+    targets = batch.targets
     size = targets.gt.shape[1:]
     with autocast(cfg.train.amp, device):
         prepared = net.encode(
-            tokens, size, {k: v.to(device) for k, v in maps.items()}, {k: v.to(device) for k, v in present.items()}
+            [t.to(device) for t in batch.tokens],
+            size,
+            {k: v.to(device) for k, v in batch.modalities.items()},
+            {k: v.to(device) for k, v in batch.present.items()},
+            batch.images.to(device),
         )
         clicks = first_clicks(targets, cfg.clicks, rng)
         previous = np.zeros_like(targets.gt)
@@ -160,16 +192,19 @@ def train_step(
     return loss, _batch_iou(prediction, targets)
 
 
-def training_views(cfg: InteractiveExperimentConfig, device: torch.device, progress: bool) -> list[Path]:
-    """Extract (or find) the views of every source; the backbone is loaded only while it is needed."""
+def training_views(
+    cfg: InteractiveExperimentConfig, device: torch.device, progress: bool
+) -> list[tuple[Path, str]]:
+    """Extract (or find) the views of every source → (file, surface kind) pairs; the backbone is loaded only
+    while it is needed."""
     backbone = Dinov2Backbone().to(device)
     directory = cfg.data.views_dir / backbone.backbone_id
     augment = cfg.data.augment(cfg.train.seed)
-    return [
-        path
-        for source in cfg.data.sources
-        for path in extract_views(source.source(), backbone, directory, augment, cfg.data.min_area, progress)
-    ]
+    views = []
+    for source in cfg.data.sources:
+        paths = extract_views(source.source(), backbone, directory, augment, cfg.data.min_area, progress)
+        views.extend((path, surface_kind(source.dataset)) for path in paths)
+    return views
 
 
 def _progress(cfg: InteractiveExperimentConfig, iteration: int, elapsed: float) -> float:
@@ -186,7 +221,8 @@ def train_interactive(
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dataset = ViewDataset(training_views(cfg, device, progress), tuple(cfg.model.modalities))
+    views = training_views(cfg, device, progress)
+    dataset = ViewDataset([p for p, _ in views], tuple(cfg.model.modalities), [k for _, k in views])
     net = MMMSNet(cfg.model.mmms())
     if cfg.model.init is not None and not resume:
         fresh = load_matching(net, weights_file(cfg.model.init))
@@ -195,12 +231,13 @@ def train_interactive(
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    iteration, elapsed = 0, 0.0
+    iteration, elapsed, cpu = 0, 0.0, 0.0
     if resume and (run_dir / "last.pt").exists():
         checkpoint = load_checkpoint(run_dir / "last.pt")
         net.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         iteration, elapsed = checkpoint["iteration"], checkpoint["elapsed"]
+        cpu = checkpoint.get("cpu_seconds", 0.0)
         set_rng_state(checkpoint["rng"])
         truncate_csv(run_dir / "train_log.csv", iteration)
     else:
@@ -215,7 +252,7 @@ def train_interactive(
     )
     row = {"iteration": iteration, "loss": float("nan"), "iou": float("nan"), "lr": 0.0, "elapsed": elapsed}
     while _progress(cfg, iteration, elapsed) < 1.0:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         factor = lr_factor(_progress(cfg, iteration, elapsed), iteration, "cosine", cfg.optim.warmup_iterations)
         for group in optimizer.param_groups:
             group["lr"] = cfg.optim.lr * factor
@@ -228,12 +265,14 @@ def train_interactive(
         iteration += 1
         step = time.perf_counter() - start
         elapsed += step
+        cpu += time.process_time() - start_cpu
         row = {
             "iteration": iteration,
             "loss": round(loss.item(), 5),
             "iou": round(iou, 4),
             "lr": cfg.optim.lr * factor,
             "elapsed": round(elapsed, 1),
+            "cpu_seconds": round(cpu, 3),
         }
         append_csv(run_dir / "train_log.csv", row)
         bar.update(1 if cfg.train.iterations else step)
@@ -244,12 +283,16 @@ def train_interactive(
                 "optimizer": optimizer.state_dict(),
                 "iteration": iteration,
                 "elapsed": elapsed,
+                "cpu_seconds": cpu,
             }
             save_checkpoint(run_dir / "last.pt", payload | {"config": cfg.model_dump(mode="json")})
+        if cfg.train.snapshot_every and iteration % cfg.train.snapshot_every == 0:
+            trained = {"iterations": iteration, "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1)}
+            save_mmms(net, run_dir / "snapshots" / f"iter_{iteration:06d}.safetensors", trained=trained)
     bar.close()
     save_mmms(
         net,
         run_dir / "mmms.safetensors",
-        trained={"iterations": iteration, "seconds": round(elapsed, 1), "config": cfg.name},
+        trained={"iterations": iteration, "seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1), "config": cfg.name},
     )
     return {"iterations": iteration, "seconds": elapsed, "loss": row["loss"], "iou": row["iou"]}

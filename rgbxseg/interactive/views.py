@@ -177,12 +177,14 @@ def extract_views(
 
 @dataclass
 class View:
-    """One training view read back: backbone maps (float32 D×h×w), surface map, modalities (C×S×S)."""
+    """One training view read back: backbone maps (float32 D×h×w), surface map, modalities (C×S×S), and
+    what its surfaces are (``kind``, :data:`rgbxseg.interactive.surfaces.SURFACE_KINDS`)."""
 
     tokens: list[Tensor]
     surfaces: Tensor
     modalities: dict[str, Tensor]
     image: Tensor
+    kind: str = "regions"
 
 
 def read_view(path: Path) -> View:
@@ -203,13 +205,19 @@ def read_view(path: Path) -> View:
 
 
 class ViewDataset(torch.utils.data.Dataset):
-    """Training views from files; ``modalities`` restricts/keeps the sensors a model knows."""
+    """Training views from files; ``modalities`` restricts/keeps the sensors a model knows; ``kinds`` gives
+    each file's surface kind (default: ``regions`` for all)."""
 
-    def __init__(self, paths: list[Path], modalities: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, paths: list[Path], modalities: tuple[str, ...] = (), kinds: list[str] | None = None
+    ) -> None:
         if not paths:
             raise DataError("no training views: extract some first (rgbxseg extract-features --views N)")
+        if kinds is not None and len(kinds) != len(paths):
+            raise ValueError(f"ViewDataset: {len(kinds)} kinds for {len(paths)} views")
         self.paths = list(paths)
         self.modalities = modalities
+        self.kinds = list(kinds) if kinds is not None else ["regions"] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -217,6 +225,7 @@ class ViewDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> View:
         view = read_view(self.paths[index])
         view.modalities = {k: v for k, v in view.modalities.items() if k in self.modalities}
+        view.kind = self.kinds[index]
         return view
 
     def __iter__(self) -> Iterator[View]:
