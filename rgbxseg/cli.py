@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from rgbxseg.web.cli import annotate_app
 
 if TYPE_CHECKING:
     from rgbxseg.data.base import SegDataset
+    from rgbxseg.interactive.evaluate import ClickEngine
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets: counts, class histograms, pictures.")
@@ -334,43 +336,75 @@ def extract_features(
     console.print(f"features of {count} images: {computed} computed, {cached} already cached → {cache.directory}")
 
 
+class ClickEngineName(StrEnum):
+    """``interactive-eval --engine``: the learned MMMS engine, or OpenCV GrabCut seeded by the clicks (the
+    classical peer of SPEC 10; RGB only, no weights)."""
+
+    mmms = "mmms"
+    grabcut = "grabcut"
+
+
+ENGINE_TITLES = {ClickEngineName.mmms: "MMMS", ClickEngineName.grabcut: "GrabCut (OpenCV)"}
+
+
+def _click_engine(name: ClickEngineName, weights: str, cache: Path | None, runtime: str) -> ClickEngine:
+    """The engine ``interactive-eval --engine`` names; GrabCut takes no weights, cache or runtime."""
+    if name == ClickEngineName.grabcut:
+        from rgbxseg.interactive.grabcut_engine import GrabCutEngine
+
+        return GrabCutEngine()
+    from rgbxseg.interactive.engine import MMMSEngine
+
+    return MMMSEngine.from_weights(weights, cache, runtime=runtime)
+
+
 @app.command("interactive-eval")
 def interactive_eval(
     dataset: str = typer.Option(..., "--dataset", help="grabcut, berkeley, davis (NoC); camvid, bsds (NoCMS); mri."),
     root: Path | None = RootOption,
     split: str | None = typer.Option(None, "--split", help="Split (default: test, else val, else the only one)."),
-    weights: str = typer.Option("vit_s14", "--weights", help="MMMS weights: a shipped name or a .safetensors file."),
+    engine_name: ClickEngineName = typer.Option(
+        ClickEngineName.mmms, "--engine", help="mmms, or grabcut: OpenCV GrabCut seeded by the clicks (the classical peer)."
+    ),
+    weights: str = typer.Option(
+        "vit_s14", "--weights", help="MMMS weights: a shipped name or a .safetensors file (not used by grabcut)."
+    ),
     protocol: str = typer.Option(
         "auto", "--protocol", help="noc, nocms or auto (noc for object sets, nocms for camvid/bsds, both for mri)."
     ),
     max_clicks: int = typer.Option(20, "--max-clicks", min=1),
     options: list[str] = typer.Option([], "--option", help="Dataset option key=value (e.g. patients=[patient26])."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only N images, evenly spaced."),
-    cache: Path | None = typer.Option(None, "--cache", help="Feature cache folder (see extract-features)."),
-    runtime: str = typer.Option("auto", "--runtime", help="Click path on torch, onnx, or auto (ONNX Runtime on CPU)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Feature cache folder (see extract-features; mmms only)."),
+    runtime: str = typer.Option(
+        "auto", "--runtime", help="MMMS click path on torch, onnx, or auto (ONNX Runtime on CPU); grabcut runs on OpenCV."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the mIoU-per-click curve(s) as PNG here."),
-    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: torch's default)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: torch's / OpenCV's default)."),
 ) -> None:
-    """Simulated-click evaluation of the MMMS engine: NoC@85/90, NoF, mIoU per click, NoCMS/FRMS@(80,70) and
-    seconds per click with and without the backbone. A model with modalities is also run with them withheld."""
+    """Simulated-click evaluation of an interactive engine (MMMS, or the GrabCut peer): NoC@85/90, NoF, mIoU per
+    click, NoCMS/FRMS@(80,70) and seconds per click with and without the per-image part (MMMS: the backbone).
+    A model with modalities is also run with them withheld."""
     import json
 
+    import cv2
     import torch
 
     from rgbxseg.atomic import atomic_write_text
     from rgbxseg.data import build_dataset, dataset_splits
-    from rgbxseg.interactive.engine import MMMSEngine
     from rgbxseg.interactive.evaluate import evaluate_multi_surface, evaluate_single_object, plot_curves
     from rgbxseg.interactive.surfaces import surface_kind
 
     if threads:
         torch.set_num_threads(threads)
+        if engine_name == ClickEngineName.grabcut:
+            cv2.setNumThreads(threads)
     kind = surface_kind(dataset)
     splits = dataset_splits(dataset)
     chosen = split or next((s for s in ("test", "val") if s in splits), splits[0])
     protocols = _protocols(dataset, protocol)
-    engine = MMMSEngine.from_weights(weights, cache, runtime=runtime)
+    engine = _click_engine(engine_name, weights, cache, runtime)
     data = build_dataset(dataset, chosen, root, **_overrides(options))
     runs = {"with modalities": True, "RGB only": False} if engine.modalities else {"RGB only": False}
     results: dict[str, dict] = {}
@@ -383,16 +417,18 @@ def interactive_eval(
             results[f"NoCMS, {label}"] = evaluate_multi_surface(
                 engine, data, kind, max_clicks=max_clicks, modalities=use, limit=limit
             )
-    _print_interactive(results, f"{dataset}/{chosen}")
+    title = f"{ENGINE_TITLES[engine_name]} on {dataset}/{chosen}"
+    _print_interactive(results, title)
     if out is not None:
-        payload = {"dataset": dataset, "split": chosen, "weights": weights, "runtime": engine.runtime}
-        payload["threads"] = torch.get_num_threads()
+        payload = {"engine": engine_name.value, "dataset": dataset, "split": chosen}
+        payload |= {"weights": weights if engine_name == ClickEngineName.mmms else None, "runtime": engine.runtime}
+        payload["threads"] = torch.get_num_threads() if engine_name == ClickEngineName.mmms else cv2.getNumThreads()
         payload["results"] = results
         atomic_write_text(out, json.dumps(payload, indent=2))
     if plot is not None:
         curves = {k: v["mIoU_per_click"] for k, v in results.items() if "mIoU_per_click" in v}
         if curves:
-            plot_curves(curves, plot, f"MMMS on {dataset}/{chosen}")
+            plot_curves(curves, plot, title)
             console.print(f"wrote {plot}")
 
 
@@ -408,7 +444,7 @@ def _protocols(dataset: str, protocol: str) -> tuple[str, ...]:
 
 def _print_interactive(results: dict[str, dict], title: str) -> None:
     """One row per metric, one column per run (the mIoU-per-click curve goes to --plot / --out)."""
-    table = Table(title=f"MMMS interactive evaluation on {title}")
+    table = Table(title=f"Interactive evaluation of {title}")
     table.add_column("metric")
     for name in results:
         table.add_column(name, justify="right")

@@ -1,21 +1,25 @@
-"""``rgbxseg interactive-eval``: NoC / NoF / mIoU-per-click and multi-surface NoCMS / FRMS of an MMMS engine
+"""``rgbxseg interactive-eval``: NoC / NoF / mIoU-per-click and multi-surface NoCMS / FRMS of a click engine
 on a dataset (SPEC 6, 10), with the time per click measured with and without the per-image backbone.
 
 NoC (:func:`evaluate_object`) takes every surface of an image as one object — the object of a GrabCut,
 Berkeley or DAVIS-style mask, each lesion of an MRI slice; the multi-surface protocol
 (:func:`evaluate_surfaces`) runs on CamVid, BSDS500 and MRI. Surfaces come from
 :mod:`rgbxseg.interactive.surfaces`. ``modalities=False`` evaluates with every extra sensor withheld.
+
+An engine is anything with ``embed`` and ``predict`` (:class:`ClickEngine`): the MMMS engine, and the
+classical peer :class:`~rgbxseg.interactive.grabcut_engine.GrabCutEngine`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+from torch import Tensor
 from tqdm import tqdm
 
 from rgbxseg.atomic import atomic_path
@@ -23,26 +27,44 @@ from rgbxseg.data.base import SegDataset, spread
 from rgbxseg.data.sample import IGNORE_INDEX, RawSample
 from rgbxseg.errors import DataError
 from rgbxseg.interactive.click_simulator import MAX_CLICKS, Click
-from rgbxseg.interactive.engine import ImageEmbedding, MMMSEngine
 from rgbxseg.interactive.surfaces import surface_ids, surface_map
 from rgbxseg.metrics.interactive import evaluate_object, evaluate_surfaces, miou_curve, noc, nocms_frms, nof
 
+E = TypeVar("E")  # what an engine computes once per image (its embedding), opaque to the evaluation
+
+
+@runtime_checkable
+class ClickEngine(Protocol[E]):
+    """What the evaluation (and ``rgbxseg interactive-eval``) needs of an interactive engine: ``embed`` once
+    per image, ``predict`` per click → H×W float32 probability at the image's size; clicks are in the image's
+    own pixels. ``modalities`` are the extra sensors it reads (empty: RGB only), ``runtime`` where it runs."""
+
+    @property
+    def modalities(self) -> tuple[str, ...]: ...
+
+    @property
+    def runtime(self) -> str: ...
+
+    def embed(self, image: np.ndarray | Tensor, modalities: Mapping[str, np.ndarray | Tensor] | None = None) -> E: ...
+
+    def predict(self, embedding: E, clicks: Sequence[Click], previous: np.ndarray | None = None) -> np.ndarray: ...
+
 
 @dataclass
-class Timer:
+class Timer(Generic[E]):
     """Wall-clock seconds of the per-image and per-click calls of an evaluation."""
 
     embed: list[float] = field(default_factory=list)
     click: list[float] = field(default_factory=list)
 
-    def embedded(self, engine: MMMSEngine, raw: RawSample, modalities: bool) -> ImageEmbedding:
+    def embedded(self, engine: ClickEngine[E], raw: RawSample, modalities: bool) -> E:
         start = time.perf_counter()
         embedding = engine.embed(raw.image, raw.modalities if modalities else None)
         self.embed.append(time.perf_counter() - start)
         return embedding
 
     def predict(
-        self, engine: MMMSEngine, embedding: ImageEmbedding, clicks: list[Click], previous: np.ndarray | None
+        self, engine: ClickEngine[E], embedding: E, clicks: list[Click], previous: np.ndarray | None
     ) -> np.ndarray:
         start = time.perf_counter()
         probability = engine.predict(embedding, clicks, previous)
@@ -68,8 +90,8 @@ class _RunOptions:
 
 
 def _embedded_images(
-    engine: MMMSEngine, dataset: SegDataset, kind: str, options: _RunOptions, timer: Timer, desc: str
-) -> Iterator[tuple[np.ndarray, list[int], ImageEmbedding]]:
+    engine: ClickEngine[E], dataset: SegDataset, kind: str, options: _RunOptions, timer: Timer[E], desc: str
+) -> Iterator[tuple[np.ndarray, list[int], E]]:
     """(surface map, surface ids, embedding) of every image with a surface of ``min_area`` pixels or more."""
     indices = range(len(dataset)) if options.limit is None else spread(len(dataset), options.limit)
     for index in tqdm(indices, desc=f"{desc} {dataset.name}", unit="image", disable=not options.progress):
@@ -82,7 +104,7 @@ def _embedded_images(
 
 
 def evaluate_single_object(
-    engine: MMMSEngine,
+    engine: ClickEngine[Any],
     dataset: SegDataset,
     kind: str,
     max_clicks: int = MAX_CLICKS,
@@ -99,7 +121,7 @@ def evaluate_single_object(
     for surfaces, ids, embedding in _embedded_images(engine, dataset, kind, options, timer, "NoC"):
 
         def predict(
-            clicks: list[Click], previous: np.ndarray | None, embedding: ImageEmbedding = embedding
+            clicks: list[Click], previous: np.ndarray | None, embedding: Any = embedding
         ) -> np.ndarray:
             return timer.predict(engine, embedding, clicks, previous)
 
@@ -116,7 +138,7 @@ def evaluate_single_object(
 
 
 def evaluate_multi_surface(
-    engine: MMMSEngine,
+    engine: ClickEngine[Any],
     dataset: SegDataset,
     kind: str,
     k1: float = 0.80,
@@ -134,7 +156,7 @@ def evaluate_multi_surface(
     for surfaces, ids, embedding in _embedded_images(engine, dataset, kind, options, timer, "NoCMS"):
 
         def predict(
-            surface: int, clicks: list[Click], previous: np.ndarray | None, embedding: ImageEmbedding = embedding
+            surface: int, clicks: list[Click], previous: np.ndarray | None, embedding: Any = embedding
         ) -> np.ndarray:
             return timer.predict(engine, embedding, clicks, previous)
 
