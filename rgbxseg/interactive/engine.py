@@ -9,12 +9,25 @@ predictor is shaped (SPEC 6, 8):
 As in SAM, every image is resized so that its long side is ``long_side`` (448 by default, a multiple of the
 ViT patch 14) and zero-padded to a ``long_side``² square: one network shape for all images. Clicks are given
 in the image's own pixel coordinates and drawn as 5 px disks at the network resolution (RITM's convention).
+
+Two inference-time options (measured against NoC in ``benchmarks/mmms_inference_options.py``):
+
+- ``refine``: edge-aware refinement of each predicted map (:mod:`rgbxseg.interactive.refine`: ``"guided"``
+  filter or ``"grabcut"``). :meth:`MMMSEngine.from_weights` — the engine of the CLI and the annotator —
+  refines with :data:`DEFAULT_REFINE` (``"grabcut"``: with the shipped weights NoC@90 15.8 → 6.0 on GrabCut
+  and 19.0 → 10.6 on Berkeley, ~20 ms per click); the constructor's default is the head alone (``"none"``),
+  which is also what to evaluate when the head itself is measured (training curves);
+- ``zoom``: from the 2nd click of an object on, predict on a crop around it (:mod:`rgbxseg.interactive.zoom`);
+  the crop's embedding is cached in the image's :class:`ImageEmbedding`, and ``embedding.zoom.last`` says
+  whether a click kept the crop or moved it (a moved crop runs the backbone again). Off by default: it helps
+  on Berkeley and not on GrabCut with the shipped weights.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +38,8 @@ from torch import Tensor
 from rgbxseg.errors import DataError
 from rgbxseg.interactive.click_simulator import CLICK_RADIUS, Click, click_maps
 from rgbxseg.interactive.onnx_head import onnx_click_head
+from rgbxseg.interactive.refine import Refiner, make_refiner
+from rgbxseg.interactive.zoom import CropBox, ZoomIn, ZoomState, ZoomStep, paste
 from rgbxseg.models.mmms.backbone import Dinov2Backbone, FeatureBackbone
 from rgbxseg.models.mmms.feature_cache import FeatureCache
 from rgbxseg.models.mmms.model import MMMSNet
@@ -36,6 +51,9 @@ RUNTIMES = ("torch", "onnx", "auto")
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: weights shipped inside the package: name → file in rgbxseg/weights/
 SHIPPED_WEIGHTS = {"vit_s14": "mmms_vits14.safetensors"}
+#: the refinement of :meth:`MMMSEngine.from_weights`: clearly better than none on both GrabCut and Berkeley
+#: (module docstring of :mod:`rgbxseg.interactive.refine`, ``benchmarks/mmms_inference_options.py``)
+DEFAULT_REFINE = "grabcut"
 
 
 def weights_file(weights: str | Path) -> Path:
@@ -112,6 +130,9 @@ class ImageEmbedding:
     """Everything computed once per image; :meth:`MMMSEngine.predict` only reads it.
 
     ``image_size`` is the image's own H×W, ``valid_size`` the part of the ``side``² network input it covers.
+    With zoom on, the engine also keeps the image (``source``: 3×H×W float, ``source_modalities``: C×H×W maps)
+    to embed crops of it, and the zoom state (current crop, cached crop embeddings, last step) in ``zoom``;
+    with a refinement on, the image as H×W×3 uint8 RGB in ``rgb8``.
     """
 
     prepared: list[Tensor]
@@ -119,6 +140,16 @@ class ImageEmbedding:
     valid_size: tuple[int, int]
     side: int
     modalities: tuple[str, ...]
+    source: Tensor | None = field(default=None, repr=False, compare=False)
+    source_modalities: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
+    rgb8: np.ndarray | None = field(default=None, repr=False, compare=False)
+    zoom: ZoomState = field(default_factory=ZoomState, repr=False, compare=False)
+
+
+def as_rgb8(rgb: Tensor) -> np.ndarray:
+    """3×H×W float in [0, 1] → H×W×3 uint8 RGB (what the refiners read)."""
+    array = rgb.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255
+    return np.ascontiguousarray(array.round().astype(np.uint8))
 
 
 class MMMSEngine:
@@ -131,6 +162,10 @@ class MMMSEngine:
         long_side: network size of the image's long side.
         device: where the net runs (the backbone's own device is its business).
         runtime: where the per-click path runs (:data:`RUNTIMES`).
+        refine: edge-aware refinement of each prediction: ``"none"`` (default here: the head alone),
+            ``"guided"``, ``"grabcut"`` (:data:`rgbxseg.interactive.refine.REFINES`) or a refiner object.
+        zoom: predict on a crop around the object from the 2nd click on: ``True`` (RITM's settings,
+            :class:`~rgbxseg.interactive.zoom.ZoomIn`), a ``ZoomIn`` or ``False``.
     """
 
     def __init__(
@@ -141,6 +176,8 @@ class MMMSEngine:
         long_side: int = LONG_SIDE,
         device: str | torch.device = "cpu",
         runtime: str = "torch",
+        refine: str | Refiner | None = "none",
+        zoom: bool | ZoomIn = False,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
@@ -156,6 +193,8 @@ class MMMSEngine:
             onnx_click_head(self.net, long_side) if use_onnx else self.net.click
         )
         self.runtime = "onnx" if use_onnx else "torch"
+        self.refiner = make_refiner(refine)
+        self.zoom: ZoomIn | None = ZoomIn() if zoom is True else (zoom or None)
 
     @classmethod
     def from_weights(
@@ -165,13 +204,16 @@ class MMMSEngine:
         long_side: int = LONG_SIDE,
         device: str | torch.device = "cpu",
         runtime: str = "auto",
+        refine: str | Refiner | None = DEFAULT_REFINE,
+        zoom: bool | ZoomIn = False,
     ) -> MMMSEngine:
         """The engine of a weights file (or of the weights shipped in the package) on the DINOv2 ViT-S/14
         backbone, with a feature cache in memory and, given ``cache_dir``, on disk. ``runtime`` ``auto``
-        runs the click path on ONNX Runtime on a CPU and in PyTorch on a GPU."""
+        runs the click path on ONNX Runtime on a CPU and in PyTorch on a GPU; ``refine`` (default
+        :data:`DEFAULT_REFINE`; ``"none"`` for the head alone) and ``zoom``: see the class."""
         net = load_mmms(weights_file(weights))
         backbone = Dinov2Backbone().to(device)
-        return cls(net, backbone, FeatureCache(backbone, cache_dir), long_side, device, runtime)
+        return cls(net, backbone, FeatureCache(backbone, cache_dir), long_side, device, runtime, refine, zoom)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -183,19 +225,45 @@ class MMMSEngine:
     ) -> ImageEmbedding:
         """Once per image: backbone features (cached) + ParallelFPN + MMFuser + CSNet projections."""
         rgb = as_image_tensor(image)
-        size = tuple(rgb.shape[-2:])
+        size = (int(rgb.shape[-2]), int(rgb.shape[-1]))
         unknown = set(modalities or {}) - set(self.modalities)
         if unknown:
             known = ", ".join(self.modalities) or "none (RGB-only model)"
             raise DataError(f"unknown modalities {sorted(unknown)}; this model knows: {known}")
+        extra = {name: as_modality_tensor(name, value, size) for name, value in (modalities or {}).items()}
+        square = network_input(rgb, self.long_side)
+        embedding = self._encode(square, size, extra, self.cache.features(square))
+        if self.zoom is not None:
+            embedding.source, embedding.source_modalities = rgb, extra
+        if self.refiner is not None:
+            embedding.rgb8 = as_rgb8(rgb)
+        return embedding
+
+    def _encode(
+        self, square: Tensor, size: tuple[int, int], extra: Mapping[str, Tensor], tokens: list[Tensor]
+    ) -> ImageEmbedding:
+        """The embedding of an image of ``size`` from its network input ``square`` (3×S×S), its modalities
+        at ``size`` (C×H×W) and the backbone tokens of ``square``."""
         side, valid = self.long_side, resized_size(*size, self.long_side)
-        tokens = [t.to(self.device) for t in self.cache.features(network_input(rgb, side))]
-        extra = {
-            name: _pad_square(_resize(as_modality_tensor(name, value, size), valid), side)[None].to(self.device)
-            for name, value in (modalities or {}).items()
-        }
-        prepared = self.net.encode(tokens, (side, side), extra)
+        nets = {name: _pad_square(_resize(value, valid), side)[None].to(self.device) for name, value in extra.items()}
+        stem = {"image": square[None].to(self.device)} if getattr(self.net, "stem", None) is not None else {}
+        prepared = self.net.encode([t.to(self.device) for t in tokens], (side, side), nets, **stem)
         return ImageEmbedding(prepared, size, valid, side, tuple(sorted(extra)))
+
+    @torch.no_grad()
+    def embed_crop(self, embedding: ImageEmbedding, box: CropBox) -> ImageEmbedding:
+        """The embedding of the crop ``box`` of an image embedded with zoom on, as if the crop were an image
+        (resized to the network size). The backbone runs directly, not through the feature cache: crops are
+        many and short-lived; the image's :class:`ZoomState` keeps the few that are reused."""
+        if embedding.source is None:
+            raise ValueError("this embedding has no image to crop: embed it with an engine that has zoom on")
+        rows, cols = box.slices
+        crop = embedding.source[:, rows, cols]
+        extra = {name: value[:, rows, cols] for name, value in embedding.source_modalities.items()}
+        square = network_input(crop, self.long_side)
+        # rounded through float16 as the feature cache does, so a crop and a whole image are treated alike
+        tokens = [t.to(torch.float16).float() for t in self.backbone(square.unsqueeze(0))]
+        return self._encode(square, (box.height, box.width), extra, tokens)
 
     def interaction(self, embedding: ImageEmbedding, clicks: Sequence[Click], previous: np.ndarray | None) -> Tensor:
         """1×3×S×S network input: positive disks, negative disks, previous mask (all at network resolution)."""
@@ -222,8 +290,49 @@ class MMMSEngine:
     def predict(
         self, embedding: ImageEmbedding, clicks: Sequence[Click], previous: np.ndarray | None = None
     ) -> np.ndarray:
-        """Per click: probability (H×W float32 at the image's resolution) that a pixel is the clicked surface."""
+        """Per click: probability (H×W float32 at the image's resolution) that a pixel is the clicked surface.
+
+        With zoom on (and an embedding made with it), the prediction runs on the crop the zoom chooses and
+        ``embedding.zoom.last`` records the step; with a refinement on, the map is refined last."""
+        start = time.perf_counter()
+        if self.zoom is not None and embedding.source is not None:
+            probability, step = self._predict_zoomed(embedding, clicks, previous)
+        else:
+            probability, step = self._predict(embedding, clicks, previous), None
+        if self.refiner is not None and clicks:
+            if embedding.rgb8 is None and embedding.source is not None:
+                embedding.rgb8 = as_rgb8(embedding.source)
+            if embedding.rgb8 is not None:  # else embedded before the refinement was switched on: none
+                probability = self.refiner(probability, embedding.rgb8, clicks).astype(np.float32, copy=False)
+        if step is not None:
+            embedding.zoom.last = ZoomStep(step.box, step.kind, step.backbone, time.perf_counter() - start)
+        return probability
+
+    @torch.no_grad()
+    def _predict(self, embedding: ImageEmbedding, clicks: Sequence[Click], previous: np.ndarray | None) -> np.ndarray:
+        """The head's probability on ``embedding`` (a whole image or a crop's own embedding)."""
         logits = self.click(embedding.prepared, self.interaction(embedding, clicks, previous))[0].to(self.device)
         valid_h, valid_w = embedding.valid_size
         logits = _resize(logits[:, :valid_h, :valid_w], embedding.image_size)
         return torch.sigmoid(logits)[0].float().cpu().numpy()
+
+    def _predict_zoomed(
+        self, embedding: ImageEmbedding, clicks: Sequence[Click], previous: np.ndarray | None
+    ) -> tuple[np.ndarray, ZoomStep]:
+        """Zoom-in (:mod:`rgbxseg.interactive.zoom`): choose the crop, embed it unless cached, predict there
+        with the clicks and the previous mask in crop coordinates, paste into an all-zero map."""
+        assert self.zoom is not None
+        state, size = embedding.zoom, embedding.image_size
+        if previous is not None and previous.shape != size:
+            raise DataError(f"previous mask {previous.shape} does not match the image {size[0]}×{size[1]}")
+        if previous is None or len(clicks) <= self.zoom.skip_clicks:
+            state.box = None  # a new object (or its first clicks): start from the full image
+        box = self.zoom.choose(state.box, previous, clicks, size)
+        kind = "full" if box is None else ("kept" if box == state.box else "moved")
+        state.box = box
+        if box is None:
+            return self._predict(embedding, clicks, previous), ZoomStep(None, kind, False)
+        crop, computed = state.crop(box, lambda b: self.embed_crop(embedding, b), self.zoom.capacity)
+        inside = [box.to_crop(c) for c in clicks if box.holds(c)]  # negatives outside: 0 there already
+        crop_previous = None if previous is None else previous[box.slices]
+        return paste(self._predict(crop, inside, crop_previous), box, size), ZoomStep(box, kind, computed)
