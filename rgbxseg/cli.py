@@ -347,15 +347,23 @@ class ClickEngineName(StrEnum):
 ENGINE_TITLES = {ClickEngineName.mmms: "MMMS", ClickEngineName.grabcut: "GrabCut (OpenCV)"}
 
 
-def _click_engine(name: ClickEngineName, weights: str, cache: Path | None, runtime: str) -> ClickEngine:
-    """The engine ``interactive-eval --engine`` names; GrabCut takes no weights, cache or runtime."""
+def _click_engine(
+    name: ClickEngineName, weights: str, cache: Path | None, runtime: str, refine: str, zoom: bool
+) -> ClickEngine:
+    """The engine ``interactive-eval --engine`` names; GrabCut takes no weights, cache, runtime, refinement
+    or zoom."""
     if name == ClickEngineName.grabcut:
         from rgbxseg.interactive.grabcut_engine import GrabCutEngine
 
         return GrabCutEngine()
+    from rgbxseg.errors import ConfigError
     from rgbxseg.interactive.engine import MMMSEngine
+    from rgbxseg.interactive.refine import REFINES
 
-    return MMMSEngine.from_weights(weights, cache, runtime=runtime)
+    if refine not in REFINES:
+        raise ConfigError(f"--refine must be one of {', '.join(REFINES)}, got '{refine}'")
+
+    return MMMSEngine.from_weights(weights, cache, runtime=runtime, refine=refine, zoom=zoom)
 
 
 @app.command("interactive-eval")
@@ -379,6 +387,10 @@ def interactive_eval(
     runtime: str = typer.Option(
         "auto", "--runtime", help="MMMS click path on torch, onnx, or auto (ONNX Runtime on CPU); grabcut runs on OpenCV."
     ),
+    refine: str = typer.Option(
+        "grabcut", "--refine", help="MMMS: edge-aware refinement of each mask: none, guided or grabcut (the default)."
+    ),
+    zoom: bool = typer.Option(False, "--zoom/--no-zoom", help="MMMS: predict on a crop around the object from click 2."),
     out: Path | None = typer.Option(None, "--out", help="Write the results as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the mIoU-per-click curve(s) as PNG here."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: torch's / OpenCV's default)."),
@@ -404,7 +416,7 @@ def interactive_eval(
     splits = dataset_splits(dataset)
     chosen = split or next((s for s in ("test", "val") if s in splits), splits[0])
     protocols = _protocols(dataset, protocol)
-    engine = _click_engine(engine_name, weights, cache, runtime)
+    engine = _click_engine(engine_name, weights, cache, runtime, refine, zoom)
     data = build_dataset(dataset, chosen, root, **_overrides(options))
     runs = {"with modalities": True, "RGB only": False} if engine.modalities else {"RGB only": False}
     results: dict[str, dict] = {}
@@ -421,6 +433,8 @@ def interactive_eval(
     _print_interactive(results, title)
     if out is not None:
         payload = {"engine": engine_name.value, "dataset": dataset, "split": chosen}
+        if engine_name == ClickEngineName.mmms:
+            payload |= {"refine": refine, "zoom": zoom}
         payload |= {"weights": weights if engine_name == ClickEngineName.mmms else None, "runtime": engine.runtime}
         payload["threads"] = torch.get_num_threads() if engine_name == ClickEngineName.mmms else cv2.getNumThreads()
         payload["results"] = results

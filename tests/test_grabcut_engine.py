@@ -204,3 +204,10 @@ def test_grabcut_noc_on_the_first_grabcut_images() -> None:
     result = evaluate_single_object(GrabCutEngine(), data, surface_kind("grabcut"), limit=10, progress=False)
     assert result["objects"] == 10
     assert result["NoC@90"] < 10
+
+
+def test_interactive_eval_rejects_an_unknown_refinement(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["interactive-eval", "--dataset", "davis", "--root", str(tmp_path), "--refine", "crf"]
+    )
+    assert result.exit_code != 0 and "--refine must be one of none, grabcut, guided" in str(result.exception or result.output)

@@ -14,8 +14,8 @@ Two inference-time options (measured against NoC in ``benchmarks/mmms_inference_
 
 - ``refine``: edge-aware refinement of each predicted map (:mod:`rgbxseg.interactive.refine`: ``"guided"``
   filter or ``"grabcut"``). :meth:`MMMSEngine.from_weights` — the engine of the CLI and the annotator —
-  refines with :data:`DEFAULT_REFINE` (``"grabcut"``: with the shipped weights NoC@90 15.8 → 6.0 on GrabCut
-  and 19.0 → 10.6 on Berkeley, ~20 ms per click); the constructor's default is the head alone (``"none"``),
+  refines with :data:`DEFAULT_REFINE` (``"grabcut"``: NoC@90 on GrabCut / Berkeley 15.8 → 6.1 / 19.0 → 10.6
+  with the head of 2026-11-21, 4.94 → 3.20 / 10.21 → 7.45 with the head of 2026-12-05, ~20 ms per click); the constructor's default is the head alone (``"none"``),
   which is also what to evaluate when the head itself is measured (training curves);
 - ``zoom``: from the 2nd click of an object on, predict on a crop around it (:mod:`rgbxseg.interactive.zoom`);
   the crop's embedding is cached in the image's :class:`ImageEmbedding`, and ``embedding.zoom.last`` says
